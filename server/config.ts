@@ -1,0 +1,93 @@
+import { parseArgs } from 'node:util'
+import { z } from 'zod'
+
+/**
+ * Every setting: its flag, its ROLLCALL_ variable, its default and its validation. Flags
+ * win over the environment. Strings come in, typed values go out.
+ */
+const SETTINGS = {
+  host: { env: 'ROLLCALL_HOST', schema: z.string().min(1).default('127.0.0.1') },
+  port: { env: 'ROLLCALL_PORT', schema: intText(0, 65535).default(7733) },
+  db: { env: 'ROLLCALL_DB', schema: z.string().min(1).default('./data/rollcall.db') },
+  'log-level': {
+    env: 'ROLLCALL_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  },
+  durability: { env: 'ROLLCALL_DURABILITY', schema: z.enum(['normal', 'full']).default('normal') },
+  'self-preservation-threshold': {
+    env: 'ROLLCALL_SELF_PRESERVATION_THRESHOLD',
+    schema: fractionText().default(0.5),
+  },
+  'self-preservation-min': { env: 'ROLLCALL_SELF_PRESERVATION_MIN', schema: intText(0, 1_000_000).default(10) },
+  'change-history': { env: 'ROLLCALL_CHANGE_HISTORY', schema: intText(10_000, 10_000_000).default(10_000) },
+} as const
+
+type Settings = typeof SETTINGS
+export type SettingName = keyof Settings
+
+/** The validated configuration. */
+export interface Config {
+  host: string
+  port: number
+  db: string
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  durability: 'normal' | 'full'
+  selfPreservationThreshold: number
+  selfPreservationMin: number
+  changeHistory: number
+}
+
+function intText(min: number, max: number) {
+  return z
+    .string()
+    .regex(/^\d+$/, { error: 'must be a whole number' })
+    .transform(Number)
+    .pipe(z.int().min(min, { error: `must be >= ${min}` }).max(max, { error: `must be <= ${max}` }))
+}
+
+function fractionText() {
+  return z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, { error: 'must be a number from 0 to 1' })
+    .transform(Number)
+}
+
+/** A setting that failed validation: its message is the one line printed at exit. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+/** The defaults, as `loadConfig([], {})` gives them. */
+export function defaultConfig(): Config {
+  return loadConfig([], {})
+}
+
+/**
+ * Reads flags (`--port 8080` or `--port=8080`) and ROLLCALL_ variables, flags first.
+ * Throws ConfigError naming the first bad setting.
+ */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const options = Object.fromEntries(
+    Object.keys(SETTINGS).map((name) => [name, { type: 'string' as const }]),
+  ) as Record<SettingName, { type: 'string' }>
+  let flags: Record<string, string | undefined>
+  try {
+    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string>
+  } catch (err) {
+    throw new ConfigError((err as Error).message.split('\n')[0] as string)
+  }
+  const out: Record<string, unknown> = {}
+  for (const [name, setting] of Object.entries(SETTINGS) as Array<[SettingName, Settings[SettingName]]>) {
+    const raw = flags[name] ?? env[setting.env]
+    const result = (setting.schema as z.ZodType).safeParse(raw === '' ? undefined : raw)
+    if (!result.success) {
+      const issue = result.error.issues[0]
+      throw new ConfigError(`invalid --${name} (${setting.env}=${JSON.stringify(raw)}): ${issue?.message ?? 'invalid'}`)
+    }
+    out[name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase())] = result.data
+  }
+  return out as unknown as Config
+}

@@ -1,0 +1,95 @@
+import Fastify, { LogController } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Registry } from '../registry/registry.js'
+import { GLOBAL, RevisionWaiters } from './blocking.js'
+import { errorBody, handleError, handleNotFound } from './errors.js'
+import { Metrics } from './metrics.js'
+import { instanceRoutes } from './routes/instances.js'
+import { opsRoutes } from './routes/ops.js'
+import { serviceRoutes } from './routes/services.js'
+
+/** Options of {@link buildApp}, with their defaults. */
+export interface AppOptions {
+  registry: Registry
+  /** A pino logger; none when left out. */
+  logger?: Logger
+  /** Largest request body in bytes. Default 64 KiB. */
+  bodyLimit?: number
+}
+
+/**
+ * Builds the HTTP app around a registry: an unstarted Fastify instance. `server/main.ts`
+ * listens; tests listen on port 0.
+ *
+ * @example
+ * ```ts
+ * const app = await buildApp({ registry })
+ * await app.listen({ host: '127.0.0.1', port: 0 })
+ * ```
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { registry } = options
+  const bodyLimit = options.bodyLimit ?? 64 * 1024
+  const app = Fastify({
+    ...(options.logger !== undefined && { loggerInstance: options.logger }),
+    bodyLimit,
+    // Names are at most 128 characters; longer ones reach the route and get a clear 400.
+    routerOptions: { maxParamLength: 1024 },
+    // Our onResponse hook writes the one line per request.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: false,
+  }) as unknown as FastifyInstance
+
+  const waiters = new RevisionWaiters()
+  const metrics = new Metrics(registry)
+  const subscription = registry.onChange((change) => {
+    waiters.notify(change.service)
+    waiters.notify(GLOBAL)
+  })
+
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+    // Parked blocking queries answer now, with what they have, so shutdown is not held up.
+    waiters.close()
+  })
+  app.addHook('onClose', async () => subscription.dispose())
+
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      return reply.code(503).header('connection', 'close').send(errorBody('UNAVAILABLE', 'shutting down'))
+    }
+  })
+
+  // One line per request at info: method, path and query, status, time. No bodies, no headers.
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    metrics.requests.observe(
+      { method: request.method, route, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    )
+    request.log.info(
+      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+      'request',
+    )
+  })
+
+  // An empty JSON body is no body (a heartbeat sent with a JSON content type); prototype
+  // poisoning (`__proto__`, `constructor.prototype`) is refused, not silently dropped.
+  const json = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined)
+    json(request, body as string, done)
+  })
+
+  app.setErrorHandler(handleError)
+  app.setNotFoundHandler(handleNotFound)
+
+  const context = { registry, waiters }
+  await app.register(instanceRoutes, context)
+  await app.register(serviceRoutes, context)
+  await app.register(opsRoutes, { ...context, metrics })
+  return app
+}

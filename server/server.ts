@@ -1,0 +1,75 @@
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { pino } from 'pino'
+import type { Config } from './config.js'
+import { buildApp } from './http/app.js'
+import type { Clock } from './registry/clock.js'
+import { Registry } from './registry/registry.js'
+import { SqliteStore } from './store/sqlite.js'
+
+/** A running rollcall: what {@link startRollcall} returns. */
+export interface Rollcall {
+  app: FastifyInstance
+  registry: Registry
+  /** `http://host:port` as bound (port 0 resolved). */
+  url: string
+  logger: Logger
+  /** Stops accepting, finishes what is in flight, flushes and closes the store. */
+  close(): Promise<void>
+}
+
+/** What tests may replace: the clock, the logger, and how often leases are swept. */
+export interface RollcallDeps {
+  clock?: Clock
+  logger?: Logger
+  /** Default 250 ms, so an expired lease turns critical well within 1 s. 0: no sweeper. */
+  sweepIntervalMs?: number
+}
+
+/**
+ * Wires a whole server from its configuration (store, registry, HTTP app, sweeper) and
+ * listens. `main.ts` adds signals and exit codes; black-box tests call this on port 0.
+ */
+export async function startRollcall(config: Config, deps: RollcallDeps = {}): Promise<Rollcall> {
+  const logger = deps.logger ?? pino({ level: config.logLevel })
+  const store = SqliteStore.open(config.db, { synchronous: config.durability, changeRetention: config.changeHistory })
+  let registry: Registry
+  try {
+    registry = await Registry.open({
+      store,
+      changeLogSize: config.changeHistory,
+      selfPreservation: { threshold: config.selfPreservationThreshold, minInstances: config.selfPreservationMin },
+      ...(deps.clock !== undefined && { clock: deps.clock }),
+    })
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  registry.onSelfPreservation((active) => {
+    if (active) logger.warn('self-preservation on: too many leases lapsed at once; expiry is suspended')
+    else logger.info('self-preservation off: renewals recovered; expiry resumes')
+  })
+  registry.onFatal((err) => logger.fatal({ err }, 'store write failed; the registry refuses writes until restarted'))
+
+  const app = await buildApp({ registry, logger })
+  const sweepEvery = deps.sweepIntervalMs ?? 250
+  const sweeper = sweepEvery > 0 ? setInterval(() => registry.sweep(), sweepEvery) : undefined
+  app.addHook('onClose', async () => {
+    clearInterval(sweeper)
+    await registry.flush().catch(() => undefined)
+    await store.close()
+  })
+
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    await app.close()
+    throw err
+  }
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.port
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host
+  const url = `http://${host}:${port}`
+  logger.info({ address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount }, 'rollcall listening')
+  return { app, registry, url, logger, close: () => app.close() }
+}
