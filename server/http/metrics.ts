@@ -13,7 +13,7 @@ export class Metrics {
 
   constructor(source: Registry) {
     const registers = [this.registry]
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'rollcall_process_' })
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'rollcall_' })
     new client.Gauge({
       name: 'rollcall_revision',
       help: 'The global revision: changes made since the registry was created.',
