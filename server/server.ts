@@ -4,6 +4,7 @@ import { pino } from 'pino'
 import type { Config } from './config.js'
 import { buildApp } from './http/app.js'
 import type { Clock } from './registry/clock.js'
+import type { WatchHubOptions } from './http/watch/watch-hub.js'
 import { Registry } from './registry/registry.js'
 import { SqliteStore } from './store/sqlite.js'
 
@@ -24,6 +25,8 @@ export interface RollcallDeps {
   logger?: Logger
   /** Default 250 ms, so an expired lease turns critical well within 1 s. 0: no sweeper. */
   sweepIntervalMs?: number
+  /** The watch's buffer bound and ping interval. */
+  watch?: WatchHubOptions
 }
 
 /**
@@ -51,7 +54,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   })
   registry.onFatal((err) => logger.fatal({ err }, 'store write failed; the registry refuses writes until restarted'))
 
-  const app = await buildApp({ registry, logger })
+  const app = await buildApp({ registry, logger, ...(deps.watch !== undefined && { watch: deps.watch }) })
   const sweepEvery = deps.sweepIntervalMs ?? 250
   const sweeper = sweepEvery > 0 ? setInterval(() => registry.sweep(), sweepEvery) : undefined
   app.addHook('onClose', async () => {

@@ -8,6 +8,16 @@ import { Metrics } from './metrics.js'
 import { instanceRoutes } from './routes/instances.js'
 import { opsRoutes } from './routes/ops.js'
 import { serviceRoutes } from './routes/services.js'
+import { watchRoutes } from './routes/watch.js'
+import type { WatchHubOptions } from './watch/watch-hub.js'
+import { WatchHub } from './watch/watch-hub.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The WebSocket watch's connections and fan-out. */
+    watchHub: WatchHub
+  }
+}
 
 /** Options of {@link buildApp}, with their defaults. */
 export interface AppOptions {
@@ -16,6 +26,8 @@ export interface AppOptions {
   logger?: Logger
   /** Largest request body in bytes. Default 64 KiB. */
   bodyLimit?: number
+  /** The WebSocket watch's bounds and ping interval. */
+  watch?: WatchHubOptions
 }
 
 /**
@@ -91,5 +103,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(instanceRoutes, context)
   await app.register(serviceRoutes, context)
   await app.register(opsRoutes, { ...context, metrics })
+  const hub = new WatchHub(registry, options.watch)
+  app.decorate('watchHub', hub)
+  await app.register(watchRoutes, { hub })
   return app
 }

@@ -14,6 +14,7 @@ import {
   leaseExpired,
   nextCheckHealth,
   removalDue,
+  restoredCheckHealth,
   settleHealth,
 } from './lifecycle.js'
 import type { RegistryStore } from './ports.js'
@@ -35,6 +36,11 @@ export interface RegistryOptions {
   selfPreservation?: { threshold?: number; minInstances?: number }
   /** Makes ids for POST registrations. Default: random UUIDs. */
   newId?: () => string
+  /**
+   * Whether active checks run (`--checks`). Default true. When false, registrations may
+   * still carry a check, but it is ignored: health follows the lease alone.
+   */
+  checksEnabled?: boolean
 }
 
 /** One service: its instances and the revision of its last change. */
@@ -97,6 +103,7 @@ export class Registry {
   readonly #spThreshold: number
   readonly #spMinInstances: number
   readonly #newId: () => string
+  readonly #checksEnabled: boolean
   readonly #services = new Map<string, ServiceEntry>()
   readonly #changes = new Emitter<Change>()
   readonly #fatal = new Emitter<Error>()
@@ -115,6 +122,7 @@ export class Registry {
     this.#spThreshold = options.selfPreservation?.threshold ?? 0.5
     this.#spMinInstances = options.selfPreservation?.minInstances ?? 10
     this.#newId = options.newId ?? randomUUID
+    this.#checksEnabled = options.checksEnabled ?? true
   }
 
   /**
@@ -139,6 +147,7 @@ export class Registry {
     const revived: InstanceRecord[] = []
     for (const p of state.instances) {
       const r = fromPersisted(p, now)
+      r.checkHealth = restoredCheckHealth(r.check, r.checkHealth, this.#checksEnabled)
       this.#entry(r.service).instances.set(r.id, r)
       this.#count++
       if (settleHealth(r, now)) revived.push(r)
@@ -197,7 +206,7 @@ export class Registry {
     const key = id ?? this.#newId()
     const existing = entry.instances.get(key)
     if (existing === undefined) {
-      const checkHealth = initialCheckHealth(body.check)
+      const checkHealth = initialCheckHealth(body.check, this.#checksEnabled)
       const record: InstanceRecord = {
         service,
         id: key,
@@ -239,8 +248,15 @@ export class Registry {
       const committed = healthChanged ? this.#commit(existing, 'upsert') : this.#lastCommit
       return { record: existing, created: false, committed }
     }
-    if (!sameJson(existing.check, body.check)) {
-      existing.checkHealth = initialCheckHealth(body.check)
+    // The check object's identity names what is probed: it is replaced, and the check
+    // health starts over, exactly when the check or the address it probes changes, so
+    // recordCheck drops a result still in flight for the old target. An equal check on
+    // the same address keeps its object, its health and its schedule.
+    const targetMoved =
+      existing.host !== body.host || existing.port !== body.port || existing.scheme !== body.scheme
+    if (!sameJson(existing.check, body.check) || (body.check !== undefined && targetMoved)) {
+      existing.check = body.check
+      existing.checkHealth = initialCheckHealth(body.check, this.#checksEnabled)
       existing.checkStreak = 0
       existing.lastCheck = undefined
     }
@@ -255,7 +271,6 @@ export class Registry {
     existing.metadata = body.metadata
     existing.ttlSeconds = body.ttlSeconds
     existing.deregisterAfterSeconds = body.deregisterAfterSeconds
-    existing.check = body.check
     existing.updatedAt = now
     settleHealth(existing, now)
     return { record: existing, created: false, committed: this.#commit(existing, 'upsert') }
@@ -386,6 +401,11 @@ export class Registry {
     return this.#services.get(service)?.instances.get(id)
   }
 
+  /** Every instance of every service, in no particular order: for the health checker's start. */
+  *instances(): IterableIterator<InstanceRecord> {
+    for (const entry of this.#services.values()) yield* entry.instances.values()
+  }
+
   /** One service's entry, or undefined when it was never seen. */
   service(service: string): ServiceEntry | undefined {
     return this.#services.get(service)
@@ -438,6 +458,19 @@ export class Registry {
   /** Resolves once every change so far is durable. */
   flush(): Promise<void> {
     return this.#lastCommit
+  }
+
+  /**
+   * Resolves at a moment when every change made so far is durable and published, so that
+   * the state in memory is exactly the state as of {@link committedRevision}: the moment
+   * a watch snapshot is taken. Rejects if the store failed.
+   */
+  async settled(): Promise<void> {
+    while (this.#committed !== this.#revision) {
+      if (this.#failed !== undefined) throw this.#failed
+      await this.#lastCommit.catch(() => undefined)
+    }
+    if (this.#failed !== undefined) throw this.#failed
   }
 
   #entry(service: string): ServiceEntry {

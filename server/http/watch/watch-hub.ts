@@ -1,0 +1,168 @@
+import type { WebSocket } from 'ws'
+import type { Change } from '../../registry/change.js'
+import type { Disposable } from '../../registry/disposable.js'
+import type { Registry } from '../../registry/registry.js'
+import { toWire } from '../../registry/record.js'
+import { WatchSession } from './watch-session.js'
+
+/** Options of the {@link WatchHub}, with their defaults. */
+export interface WatchHubOptions {
+  /** A subscriber whose unsent bytes pass this is closed with 4008. Default 1 MiB. */
+  maxBufferedBytes?: number
+  /** How often peers are pinged; one missed pong drops them. Default 30 s. 0: never. */
+  pingIntervalMs?: number
+}
+
+/** What a session reports to whoever counts (metrics). */
+export interface WatchEvents {
+  onSlowConsumer?: () => void
+  onSent?: (frames: number) => void
+}
+
+/** A snapshot frame and the revision it was taken at. */
+interface CachedSnapshot {
+  revision: number
+  frame: Buffer
+}
+
+/**
+ * Owns every watch connection and fans each durable change out to the ones subscribed to
+ * its service or to "*". A change is serialized once, when it is made (`change.frame`),
+ * turned into bytes once here, and the same buffer is written to every subscriber.
+ */
+export class WatchHub {
+  readonly registry: Registry
+  readonly maxBufferedBytes: number
+  readonly events: WatchEvents
+  readonly #all = new Set<WatchSession>()
+  readonly #byService = new Map<string, Set<WatchSession>>()
+  readonly #sessions = new Set<WatchSession>()
+  readonly #subscription: Disposable
+  readonly #pinger: NodeJS.Timeout | undefined
+  #allSnapshot: CachedSnapshot | undefined
+  #closed = false
+
+  constructor(registry: Registry, options: WatchHubOptions = {}, events: WatchEvents = {}) {
+    this.registry = registry
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024
+    this.events = events
+    this.#subscription = registry.onChange((change) => this.#fanOut(change))
+    const every = options.pingIntervalMs ?? 30_000
+    this.#pinger = every > 0 ? setInterval(() => this.ping(), every) : undefined
+  }
+
+  /** Open connections. */
+  get size(): number {
+    return this.#sessions.size
+  }
+
+  /** Takes a freshly upgraded socket. */
+  accept(socket: WebSocket, label?: string): WatchSession {
+    const session = new WatchSession(this, socket, label)
+    if (this.#closed) {
+      socket.close(1001, 'server shutting down')
+      return session
+    }
+    this.#sessions.add(session)
+    socket.once('close', () => this.#drop(session))
+    return session
+  }
+
+  /** Adds `session` to the fan-out for `selector` ("*" or a service name). */
+  index(session: WatchSession, selector: string): void {
+    if (selector === '*') {
+      this.#all.add(session)
+      return
+    }
+    let set = this.#byService.get(selector)
+    if (set === undefined) {
+      set = new Set()
+      this.#byService.set(selector, set)
+    }
+    set.add(session)
+  }
+
+  /** Removes `session` from the fan-out for `selector`. */
+  unindex(session: WatchSession, selector: string): void {
+    if (selector === '*') {
+      this.#all.delete(session)
+      return
+    }
+    const set = this.#byService.get(selector)
+    if (set === undefined) return
+    set.delete(session)
+    if (set.size === 0) this.#byService.delete(selector)
+  }
+
+  /**
+   * The snapshot frame of `selectors` at the registry's current revision. Call only when
+   * the registry is settled (memory == committed). The frame for "*" is cached per
+   * revision, so a thundering herd of reconnecting SDKs costs one serialization.
+   */
+  snapshot(selectors: readonly string[]): { revision: number; frame: Buffer } {
+    const registry = this.registry
+    const revision = registry.committedRevision
+    const all = selectors.includes('*')
+    if (all && this.#allSnapshot?.revision === revision) return this.#allSnapshot
+    const names = all ? registry.serviceNames() : selectors
+    const services: Record<string, unknown[]> = {}
+    for (const name of names) {
+      const entry = registry.service(name)
+      const list: unknown[] = []
+      if (entry !== undefined) for (const r of entry.instances.values()) list.push(toWire(r))
+      services[name] = list
+    }
+    const frame = Buffer.from(JSON.stringify({ type: 'snapshot', revision, services }))
+    const snap = { revision, frame }
+    if (all) this.#allSnapshot = snap
+    return snap
+  }
+
+  /** Closes every connection with 1001 so clients reconnect elsewhere; stops pinging. */
+  close(): void {
+    this.#closed = true
+    clearInterval(this.#pinger)
+    this.#subscription.dispose()
+    for (const session of [...this.#sessions]) session.close(1001, 'server shutting down')
+  }
+
+  /** Closes the sessions that `predicate` picks (for example a revoked token's). */
+  closeWhere(predicate: (session: WatchSession) => boolean, code: number, reason: string): number {
+    let n = 0
+    for (const session of [...this.#sessions]) {
+      if (predicate(session)) {
+        session.close(code, reason)
+        n++
+      }
+    }
+    return n
+  }
+
+  #fanOut(change: Change): void {
+    const all = this.#all
+    const some = this.#byService.get(change.service)
+    if (all.size === 0 && some === undefined) return
+    const frame = Buffer.from(change.frame)
+    const revision = change.revision
+    let sent = 0
+    for (const session of all) if (session.deliver(revision, frame)) sent++
+    if (some !== undefined) {
+      for (const session of some) if (!all.has(session) && session.deliver(revision, frame)) sent++
+    }
+    this.events.onSent?.(sent)
+  }
+
+  /**
+   * Pings every peer; one that did not answer the previous ping is dropped. Runs on the
+   * ping interval; tests call it directly.
+   */
+  ping(): void {
+    for (const session of this.#sessions) session.heartbeat()
+  }
+
+  #drop(session: WatchSession): void {
+    this.#sessions.delete(session)
+    this.#all.delete(session)
+    for (const selector of session.selectors) this.unindex(session, selector)
+  }
+}
