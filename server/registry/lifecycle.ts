@@ -25,9 +25,28 @@ export function removalDue(r: InstanceRecord, now: number): boolean {
   return r.health === 'critical' && now >= r.criticalSince + r.deregisterAfterSeconds * 1000
 }
 
-/** Health of the check side of a new registration: unknown until the first probe answers. */
-export function initialCheckHealth(check: CheckSpec | undefined): Health | null {
-  return check === undefined ? null : 'unknown'
+/**
+ * Health of the check side of a new registration: unknown until the first probe answers.
+ * With checks switched off (`--checks=off`) a check is accepted but ignored: `null`, so
+ * health follows the lease alone.
+ */
+export function initialCheckHealth(check: CheckSpec | undefined, checksEnabled = true): Health | null {
+  return check === undefined || !checksEnabled ? null : 'unknown'
+}
+
+/**
+ * Health of the check side of an instance restored from the store. The last known check
+ * health is kept across a restart (as the lease is renewed, a restart is not the
+ * instance's fault); an instance stored while checks were off starts `unknown` once they
+ * are on, and with checks off the check is ignored.
+ */
+export function restoredCheckHealth(
+  check: CheckSpec | undefined,
+  stored: Health | null,
+  checksEnabled: boolean,
+): Health | null {
+  if (check === undefined || !checksEnabled) return null
+  return stored ?? 'unknown'
 }
 
 /**
