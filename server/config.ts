@@ -20,6 +20,14 @@ const SETTINGS = {
   },
   'self-preservation-min': { env: 'ROLLCALL_SELF_PRESERVATION_MIN', schema: intText(0, 1_000_000).default(10) },
   'change-history': { env: 'ROLLCALL_CHANGE_HISTORY', schema: intText(10_000, 10_000_000).default(10_000) },
+  checks: {
+    env: 'ROLLCALL_CHECKS',
+    schema: z
+      .enum(['on', 'off'], { error: 'must be on or off' })
+      .transform((v) => v === 'on')
+      .default(true),
+  },
+  'check-concurrency': { env: 'ROLLCALL_CHECK_CONCURRENCY', schema: intText(1, 10_000).default(64) },
 } as const
 
 type Settings = typeof SETTINGS
@@ -35,6 +43,10 @@ export interface Config {
   selfPreservationThreshold: number
   selfPreservationMin: number
   changeHistory: number
+  /** Whether the server runs active checks; off: checks are accepted but ignored. */
+  checks: boolean
+  /** Most active-check probes in flight at once. */
+  checkConcurrency: number
 }
 
 function intText(min: number, max: number) {

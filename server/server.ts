@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { pino } from 'pino'
 import type { Config } from './config.js'
 import { buildApp } from './http/app.js'
+import { HealthChecker } from './health/scheduler.js'
 import type { Clock } from './registry/clock.js'
 import type { WatchHubOptions } from './http/watch/watch-hub.js'
 import { Registry } from './registry/registry.js'
@@ -12,6 +13,8 @@ import { SqliteStore } from './store/sqlite.js'
 export interface Rollcall {
   app: FastifyInstance
   registry: Registry
+  /** Runs the active checks; undefined with `--checks=off`. */
+  checker: HealthChecker | undefined
   /** `http://host:port` as bound (port 0 resolved). */
   url: string
   logger: Logger
@@ -41,6 +44,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     registry = await Registry.open({
       store,
       changeLogSize: config.changeHistory,
+      checksEnabled: config.checks,
       selfPreservation: { threshold: config.selfPreservationThreshold, minInstances: config.selfPreservationMin },
       ...(deps.clock !== undefined && { clock: deps.clock }),
     })
@@ -57,8 +61,12 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const app = await buildApp({ registry, logger, ...(deps.watch !== undefined && { watch: deps.watch }) })
   const sweepEvery = deps.sweepIntervalMs ?? 250
   const sweeper = sweepEvery > 0 ? setInterval(() => registry.sweep(), sweepEvery) : undefined
+  // Started once the onClose hook below exists to stop it, so a failed listen leaks no probe.
+  const checker = config.checks ? HealthChecker.start({ registry, concurrency: config.checkConcurrency }) : undefined
   app.addHook('onClose', async () => {
     clearInterval(sweeper)
+    // Before the store closes: close() awaits the probes in flight, so none reports late.
+    await checker?.close()
     await registry.flush().catch(() => undefined)
     await store.close()
   })
@@ -74,5 +82,5 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const url = `http://${host}:${port}`
   logger.info({ address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount }, 'rollcall listening')
-  return { app, registry, url, logger, close: () => app.close() }
+  return { app, registry, checker, url, logger, close: () => app.close() }
 }
