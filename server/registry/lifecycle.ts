@@ -60,7 +60,8 @@ export function nextCheckHealth(
   ok: boolean,
   check: CheckSpec,
 ): { health: Health; streak: number } {
-  if (current === 'unknown') return { health: ok ? 'passing' : 'critical', streak: 1 }
+  // The streak counts results that disagree with the health; the deciding one agrees.
+  if (current === 'unknown') return { health: ok ? 'passing' : 'critical', streak: 0 }
   const agrees = ok === (current === 'passing')
   if (agrees) return { health: current, streak: 0 }
   const next = streak + 1

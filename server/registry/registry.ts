@@ -21,6 +21,8 @@ import type { RegistryStore } from './ports.js'
 import type { InstanceRecord } from './record.js'
 import { fromPersisted, sameJson, sameSpec, toPersisted, toWire } from './record.js'
 
+const unavailable = () => new RegistryError('UNAVAILABLE', 'the registry cannot write to its store; it must be restarted')
+
 /** Options of {@link Registry.open}, with their defaults. */
 export interface RegistryOptions {
   store: RegistryStore
@@ -385,6 +387,8 @@ export class Registry {
         r.leaseOk = false
         if (settleHealth(r, now)) this.#commit(r, 'upsert')
         report.expired++
+        // deregisterAfterSeconds 0 means no time in critical: removed by this same sweep.
+        if (removalDue(r, now)) (gone ??= []).push(r)
       }
     }
     if (gone !== undefined) {
@@ -490,9 +494,7 @@ export class Registry {
   }
 
   #assertWritable(): void {
-    if (this.#failed !== undefined) {
-      throw new RegistryError('UNAVAILABLE', 'the registry cannot write to its store; it must be restarted')
-    }
+    if (this.#failed !== undefined) throw unavailable()
   }
 
   /** Gives the change its revision and hands it to the store; publishes it once durable. */
@@ -502,12 +504,20 @@ export class Registry {
     ;(this.#services.get(r.service) as ServiceEntry).revision = revision
     const wire = toWire(r)
     const change = makeChange(revision, op, wire)
-    const done = this.#store.append(change, op === 'delete' ? null : toPersisted(r, wire)).then(() => {
-      this.#committed = revision
-      this.#log.push(change)
-      this.#changes.emit(change)
-    })
-    done.catch((err: unknown) => this.#fail(err))
+    const done = this.#store.append(change, op === 'delete' ? null : toPersisted(r, wire)).then(
+      () => {
+        this.#committed = revision
+        this.#log.push(change)
+        this.#changes.emit(change)
+      },
+      (err: unknown) => {
+        this.#fail(err)
+        // The caller's answer: a retryable UNAVAILABLE (503), not the store's own error (500).
+        throw unavailable()
+      },
+    )
+    // Sweeps and heartbeats do not wait for their writes: no unhandled rejection from them.
+    done.catch(() => undefined)
     this.#lastCommit = done
     return done
   }
