@@ -64,7 +64,7 @@ export class WatchHub {
       return session
     }
     this.#sessions.add(session)
-    socket.once('close', () => this.#drop(session))
+    socket.once('close', () => this.release(session))
     return session
   }
 
@@ -160,7 +160,11 @@ export class WatchHub {
     for (const session of this.#sessions) session.heartbeat()
   }
 
-  #drop(session: WatchSession): void {
+  /**
+   * Takes a session out of the fan-out and the count at once: when it closes, or as soon
+   * as the server decides to close it (its closing handshake may take a while).
+   */
+  release(session: WatchSession): void {
     this.#sessions.delete(session)
     this.#all.delete(session)
     for (const selector of session.selectors) this.unindex(session, selector)

@@ -57,6 +57,7 @@ export class WatchSession {
     if (this.#closed) return
     if (!this.#alive) {
       this.#closed = true
+      this.#hub.release(this)
       this.#socket.terminate()
       return
     }
@@ -68,6 +69,7 @@ export class WatchSession {
   close(code: number, reason: string): void {
     if (this.#closed) return
     this.#closed = true
+    this.#hub.release(this)
     this.#socket.close(code, reason)
   }
 
