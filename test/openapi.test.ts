@@ -89,12 +89,11 @@ formats.default(ajv)
 for (const keyword of ['discriminator', 'components', 'paths']) ajv.addKeyword(keyword)
 ajv.addSchema({ $id: SPEC_ID, components: spec.components, paths: spec.paths })
 
-/** The validator of the schema at `pointer` in the spec (compiled once). */
+/** The validator of the schema at `pointer` in the spec (ajv compiles it once). */
 function validatorAt(pointer: string): ValidateFunction {
-  const ref = `${SPEC_ID}#${pointer}`
-  const existing = ajv.getSchema(ref)
-  if (existing !== undefined) return existing
-  throw new Error(`no schema at ${pointer}`)
+  const v = ajv.getSchema(`${SPEC_ID}#${pointer}`)
+  if (v === undefined) throw new Error(`no schema at ${pointer}`)
+  return v
 }
 
 const schemaValidator = (name: string) => validatorAt(`/components/schemas/${name}`)
@@ -276,10 +275,10 @@ async function conforms(t: Test, seen: Seen, method: string, template: string, r
   const { node: response, pointer } = deref<ResponseObject>(documented, `${found.pointer}/responses/${status}`)
 
   for (const [header, h] of Object.entries(response.headers ?? {})) {
-    const { node: spec, pointer: hp } = deref<Header>(h, `${pointer}/headers/${escapePointer(header)}`)
+    const { node: documentedHeader, pointer: hp } = deref<Header>(h, `${pointer}/headers/${escapePointer(header)}`)
     const value = res.headers.get(header)
-    if (spec.required === true) t.ok(value !== null, `${name}: header ${header}`)
-    if (value !== null && spec.schema !== undefined) {
+    if (documentedHeader.required === true) t.ok(value !== null, `${name}: header ${header}`)
+    if (value !== null && documentedHeader.schema !== undefined) {
       const v = validatorAt(`${hp}/schema`)
       t.ok(v(value), `${name}: header ${header}: ${value} ${describeErrors(v)}`)
     }
@@ -308,7 +307,9 @@ async function conforms(t: Test, seen: Seen, method: string, template: string, r
 const oversize = JSON.stringify({ host: 'h', port: 1, metadata: { big: 'x'.repeat(70_000) } })
 
 t.test('real answers match the spec', async (t) => {
-  const s: TestServer = await startTestServer(t)
+  // Checks off: a probe's first result is a change, which would move the revision between
+  // taking an ETag and asking with If-None-Match. The next test covers a real check result.
+  const s: TestServer = await startTestServer(t, { checks: false })
   const seen: Seen = new Set()
   const call = async (method: string, template: string, path: string, json?: unknown, headers?: Record<string, string>) =>
     conforms(t, seen, method, template, await s.request(method, path, json, headers))
@@ -439,6 +440,27 @@ t.test('real answers match the spec', async (t) => {
       t.ok(seen.has(`${route} ${status}`), `${route} -> ${status} was checked against a real answer`)
     }
   }
+})
+
+t.test('an instance with a real check result matches the spec', async (t) => {
+  const s = await startTestServer(t, { checks: true })
+  const port = Number(new URL(s.url).port)
+  // The server probes its own /healthz: the first result decides the health, a change.
+  const passing = new Promise<void>((resolve) => {
+    const sub = s.registry.onChange((change) => {
+      if (change.instance.id === 'self' && change.instance.health === 'passing') {
+        sub.dispose()
+        resolve()
+      }
+    })
+  })
+  const body = instanceBody({ port, check: { type: 'http', path: '/healthz', intervalSeconds: 1, timeoutSeconds: 1 } })
+  const put = await s.request('PUT', '/v1/services/rollcall/instances/self', body)
+  t.equal(put.status, 201)
+  await passing
+  const res = await s.request('GET', '/v1/services/rollcall/instances/self')
+  const instance = (await conforms(t, new Set(), 'GET', '/v1/services/{service}/instances/{id}', res)) as Json
+  t.match(instance, { health: 'passing', lastCheck: { ok: true, statusCode: 200 } })
 })
 
 // ---------------------------------------------------------------------------------------
