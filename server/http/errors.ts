@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ZodError } from 'zod'
 import type { ErrorBody, ErrorCode } from '../../client-sdk/protocol.js'
@@ -56,6 +58,11 @@ function classify(err: FastifyError | Error): RegistryError | undefined {
       return new RegistryError('VALIDATION_FAILED', `body: not valid JSON (${fe.message})`)
     case 'FST_ERR_RATE_LIMITED':
       return new RegistryError('RATE_LIMITED', fe.message)
+    // The router's refusals, which reach here through Fastify's `frameworkErrors` option.
+    case 'FST_ERR_BAD_URL':
+      return new RegistryError('VALIDATION_FAILED', 'path: not a valid URL (bad percent-encoding)')
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new RegistryError('VALIDATION_FAILED', 'path: a service name or instance id is longer than 128 characters')
   }
   if (fe.statusCode === 413) return new RegistryError('PAYLOAD_TOO_LARGE', fe.message)
   if (fe.statusCode === 429) return new RegistryError('RATE_LIMITED', fe.message)
@@ -80,6 +87,31 @@ export function handleError(err: FastifyError | Error, request: FastifyRequest, 
   const status = statusOf(known.code)
   if (status >= 500) request.log.error({ err: known }, known.message)
   void reply.code(status).send(errorBody(known.code, known.message, known.details))
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request that Node's HTTP parser refused (raw non-ASCII
+ * or control characters in the path, a malformed header) never reaches the router, so it
+ * is answered here, on the socket, in the one shape. A timed-out or reset one gets nothing.
+ */
+export function handleClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (socket.destroyed || !socket.writable) return
+  if (err.code === 'ECONNRESET' || err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.destroy()
+    return
+  }
+  const [code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? (['PAYLOAD_TOO_LARGE', 'headers: larger than the limit'] as const)
+      : err.code === 'HPE_INVALID_URL'
+        ? (['VALIDATION_FAILED', 'path: not a valid request target (encode non-ASCII characters)'] as const)
+        : (['VALIDATION_FAILED', `request: not valid HTTP (${err.code ?? err.message})`] as const)
+  const status = statusOf(code)
+  const text = JSON.stringify(errorBody(code, message))
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  )
 }
 
 /** Unknown routes answer NOT_FOUND in the same shape. */

@@ -68,6 +68,11 @@ function rejectUnknown(query: Record<string, unknown>, known: (key: string) => b
   }
 }
 
+/** Routes that take no query parameters refuse any, as bodies refuse unknown fields. */
+export function noQuery(query: Record<string, unknown>): void {
+  rejectUnknown(query, () => false)
+}
+
 /** The query of GET /v1/services: only `index` and `wait`. */
 export function servicesQuery(query: Record<string, unknown>): Blocking {
   rejectUnknown(query, (k) => k === 'index' || k === 'wait')

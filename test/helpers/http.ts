@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http'
+import type { Test } from 'tap'
 import { ErrorBody } from '../../client-sdk/protocol.js'
 
 /** What {@link rawRequest} got back. */
@@ -36,19 +37,12 @@ export function rawRequest(
   })
 }
 
-interface Assert {
-  equal(found: unknown, wanted: unknown, message?: string): void
-  ok(value: unknown, message?: string): void
-  match(found: unknown, pattern: unknown, message?: string): void
-  fail(message?: string): void
-}
-
 /**
  * Asserts that an answer is an error in the one shape, with `code` and `status`, and that
  * the message names `field` (a string or a pattern). Returns the parsed error.
  */
 export function assertError(
-  t: Assert,
+  t: Test,
   res: { status: number; text: string },
   status: number,
   code: string,

@@ -7,11 +7,12 @@ import { toWire } from '../../registry/record.js'
 import type { AppContext } from '../context.js'
 import { parseWith } from '../errors.js'
 import type { InstanceFilter } from '../query.js'
-import { instancesQuery, pathName } from '../query.js'
+import { instancesQuery, noQuery, pathName } from '../query.js'
 import { blockUntilPast, revisionHeaders } from '../revision.js'
 
-type ServiceParams = { service?: string }
-type InstanceParams = { service?: string; id?: string }
+type Query = Record<string, unknown>
+type ServiceRoute = { Params: { service?: string }; Querystring: Query }
+type InstanceRoute = { Params: { service?: string; id?: string }; Querystring: Query }
 
 /** Whether `r` passes every part of the filter. */
 export function matches(r: InstanceRecord, f: InstanceFilter): boolean {
@@ -26,7 +27,8 @@ export function matches(r: InstanceRecord, f: InstanceFilter): boolean {
 export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { registry, waiters }) => {
   const base = '/v1/services/:service/instances'
 
-  app.put<{ Params: InstanceParams }>(`${base}/:id`, async (request, reply) => {
+  app.put<InstanceRoute>(`${base}/:id`, async (request, reply) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const body = parseWith(RegisterBody, request.body, 'body')
@@ -35,7 +37,8 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     return reply.code(created ? 201 : 200).send(toWire(record))
   })
 
-  app.post<{ Params: ServiceParams }>(base, async (request, reply) => {
+  app.post<ServiceRoute>(base, async (request, reply) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const body = parseWith(RegisterBody, request.body, 'body')
     const { record, committed } = registry.register(service, undefined, body)
@@ -43,7 +46,8 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     return reply.code(201).header('location', `/v1/services/${service}/instances/${record.id}`).send(toWire(record))
   })
 
-  app.put<{ Params: InstanceParams }>(`${base}/:id/heartbeat`, async (request) => {
+  app.put<InstanceRoute>(`${base}/:id/heartbeat`, async (request) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const r = registry.heartbeat(service, id)
@@ -51,7 +55,8 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     return { expiresAt: new Date(r.expiresAt).toISOString(), status: r.status, health: r.health }
   })
 
-  app.patch<{ Params: InstanceParams }>(`${base}/:id`, async (request) => {
+  app.patch<InstanceRoute>(`${base}/:id`, async (request) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const patch = parseWith(PatchBody, request.body, 'body')
@@ -60,14 +65,16 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     return toWire(record)
   })
 
-  app.delete<{ Params: InstanceParams }>(`${base}/:id`, async (request, reply) => {
+  app.delete<InstanceRoute>(`${base}/:id`, async (request, reply) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     await registry.deregister(service, id)
     return reply.code(204).send()
   })
 
-  app.get<{ Params: InstanceParams }>(`${base}/:id`, async (request) => {
+  app.get<InstanceRoute>(`${base}/:id`, async (request) => {
+    noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const r = registry.get(service, id)
@@ -75,7 +82,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     return toWire(r)
   })
 
-  app.get<{ Params: ServiceParams; Querystring: Record<string, unknown> }>(base, async (request, reply) => {
+  app.get<ServiceRoute>(base, async (request, reply) => {
     const service = pathName(request.params.service, 'service')
     const { filter, blocking } = instancesQuery(request.query)
     await blockUntilPast(waiters, service, blocking, () => registry.serviceRevision(service), reply)

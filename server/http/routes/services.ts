@@ -4,7 +4,7 @@ import type { BatchHeartbeatResponse } from '../../../client-sdk/protocol.js'
 import { GLOBAL } from '../blocking.js'
 import type { AppContext } from '../context.js'
 import { parseWith } from '../errors.js'
-import { servicesQuery } from '../query.js'
+import { noQuery, servicesQuery } from '../query.js'
 import { blockUntilPast, revisionHeaders } from '../revision.js'
 
 /** The service list and the batch heartbeat: routes that span services. */
@@ -17,7 +17,8 @@ export const serviceRoutes: FastifyPluginAsync<AppContext> = async (app, { regis
     return { revision, services: registry.summaries() }
   })
 
-  app.post('/v1/heartbeats', async (request): Promise<BatchHeartbeatResponse> => {
+  app.post<{ Querystring: Record<string, unknown> }>('/v1/heartbeats', async (request): Promise<BatchHeartbeatResponse> => {
+    noQuery(request.query)
     const body = parseWith(BatchHeartbeatBody, request.body, 'body')
     const results: BatchHeartbeatResponse['results'] = body.instances.map(({ service, id }) => {
       const r = registry.heartbeat(service, id)
