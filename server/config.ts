@@ -28,6 +28,9 @@ const SETTINGS = {
       .default(true),
   },
   'check-concurrency': { env: 'ROLLCALL_CHECK_CONCURRENCY', schema: intText(1, 10_000).default(64) },
+  // Service names are a metrics label only for this many services; the rest add up under
+  // service="_other", so a registry of many short-lived services cannot blow up Prometheus.
+  'metrics-max-services': { env: 'ROLLCALL_METRICS_MAX_SERVICES', schema: intText(0, 10_000).default(100) },
 } as const
 
 type Settings = typeof SETTINGS
@@ -47,6 +50,8 @@ export interface Config {
   checks: boolean
   /** Most active-check probes in flight at once. */
   checkConcurrency: number
+  /** Most services that get their own `service` label in /metrics; the rest are `_other`. */
+  metricsMaxServices: number
 }
 
 function intText(min: number, max: number) {
@@ -62,6 +67,23 @@ function fractionText() {
     .string()
     .regex(/^(0(\.\d+)?|1(\.0+)?)$/, { error: 'must be a number from 0 to 1' })
     .transform(Number)
+}
+
+/** One setting as `rollcall serve --help` lists it. */
+export interface SettingHelp {
+  flag: string
+  env: string
+  /** The default as it would be written on the command line. */
+  default: string
+}
+
+/** Every setting, its variable and its default, in the order of the table above. */
+export function describeSettings(): SettingHelp[] {
+  return (Object.entries(SETTINGS) as Array<[SettingName, Settings[SettingName]]>).map(([name, setting]) => {
+    const value: unknown = (setting.schema as z.ZodType).parse(undefined)
+    const text = typeof value === 'boolean' ? (value ? 'on' : 'off') : String(value)
+    return { flag: `--${name}`, env: setting.env, default: text }
+  })
 }
 
 /** A setting that failed validation: its message is the one line printed at exit. */

@@ -38,7 +38,13 @@ export interface RollcallDeps {
  */
 export async function startRollcall(config: Config, deps: RollcallDeps = {}): Promise<Rollcall> {
   const logger = deps.logger ?? pino({ level: config.logLevel })
-  const store = SqliteStore.open(config.db, { synchronous: config.durability, changeRetention: config.changeHistory })
+  // The metrics exist only once the app does; commits before that (the load) go uncounted.
+  let observeCommit: ((durationMs: number, changes: number) => void) | undefined
+  const store = SqliteStore.open(config.db, {
+    synchronous: config.durability,
+    changeRetention: config.changeHistory,
+    onCommit: (ms, changes) => observeCommit?.(ms, changes),
+  })
   let registry: Registry
   try {
     registry = await Registry.open({
@@ -58,11 +64,23 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   })
   registry.onFatal((err) => logger.fatal({ err }, 'store write failed; the registry refuses writes until restarted'))
 
-  const app = await buildApp({ registry, logger, ...(deps.watch !== undefined && { watch: deps.watch }) })
+  const app = await buildApp({
+    registry,
+    logger,
+    metricsMaxServices: config.metricsMaxServices,
+    ...(deps.watch !== undefined && { watch: deps.watch }),
+  })
+  observeCommit = (ms, changes) => app.metrics.observeCommit(ms, changes)
   const sweepEvery = deps.sweepIntervalMs ?? 250
   const sweeper = sweepEvery > 0 ? setInterval(() => registry.sweep(), sweepEvery) : undefined
   // Started once the onClose hook below exists to stop it, so a failed listen leaks no probe.
-  const checker = config.checks ? HealthChecker.start({ registry, concurrency: config.checkConcurrency }) : undefined
+  const checker = config.checks
+    ? HealthChecker.start({
+        registry,
+        concurrency: config.checkConcurrency,
+        onResult: (outcome, check) => app.metrics.observeCheck(outcome, check),
+      })
+    : undefined
   app.addHook('onClose', async () => {
     clearInterval(sweeper)
     // Before the store closes: close() awaits the probes in flight, so none reports late.

@@ -38,6 +38,11 @@ export interface HealthCheckerOptions {
   timers?: CheckTimers
   /** Uniform in [0, 1). Default: Math.random. */
   random?: () => number
+  /**
+   * Told of every probe result that reached the registry (not the ones dropped because
+   * the check changed meanwhile): for metrics. Must not throw.
+   */
+  onResult?: (outcome: ProbeOutcome, check: CheckSpec) => void
 }
 
 /** What the checker holds right now: all zero once it is closed. */
@@ -102,6 +107,7 @@ export class HealthChecker {
   readonly #probe: Probe
   readonly #timers: CheckTimers
   readonly #random: () => number
+  readonly #onResult: ((outcome: ProbeOutcome, check: CheckSpec) => void) | undefined
   readonly #entries = new Map<string, Entry>()
   /** A Set keeps insertion order, so it is a FIFO queue with O(1) removal. */
   readonly #queue = new Set<Entry>()
@@ -118,6 +124,7 @@ export class HealthChecker {
     this.#probe = options.probe ?? realProbe
     this.#timers = options.timers ?? nodeTimers
     this.#random = options.random ?? Math.random
+    this.#onResult = options.onResult
     if (!Number.isInteger(this.#concurrency) || this.#concurrency < 1) {
       throw new RangeError(`concurrency must be a whole number >= 1, not ${this.#concurrency}`)
     }
@@ -233,6 +240,7 @@ export class HealthChecker {
       this.#inFlight.delete(done)
       if (e.phase.kind === 'running' && e.phase.abort === abort) {
         this.#registry.recordCheck(e.service, e.id, e.check, outcome)
+        this.#onResult?.(outcome, e.check)
         this.#wait(e, this.#nextDelayMs(e.check))
       }
       this.#pump()

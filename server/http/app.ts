@@ -16,6 +16,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The WebSocket watch's connections and fan-out. */
     watchHub: WatchHub
+    /** The Prometheus metrics served at /metrics. */
+    metrics: Metrics
   }
 }
 
@@ -28,6 +30,8 @@ export interface AppOptions {
   bodyLimit?: number
   /** The WebSocket watch's bounds and ping interval. */
   watch?: WatchHubOptions
+  /** Most services with a `service` label of their own in /metrics. Default 100. */
+  metricsMaxServices?: number
 }
 
 /**
@@ -54,7 +58,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance
 
   const waiters = new RevisionWaiters()
-  const metrics = new Metrics(registry)
+  const metrics = new Metrics(registry, { maxServices: options.metricsMaxServices ?? 100 })
+  app.decorate('metrics', metrics)
   const subscription = registry.onChange((change) => {
     waiters.notify(change.service)
     waiters.notify(GLOBAL)
@@ -76,11 +81,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // One line per request at info: method, path and query, status, time. No bodies, no headers.
   app.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    metrics.requests.observe(
-      { method: request.method, route, status: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    )
+    metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     request.log.info(
       { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
       'request',
@@ -96,6 +97,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     json(request, body as string, done)
   })
 
+  // A batch heartbeat's answer says which instances were found: counted before it is serialized.
+  app.addHook('onRoute', (route) => {
+    if (route.url !== '/v1/heartbeats' || route.method !== 'POST') return
+    const count = async (_request: unknown, _reply: unknown, payload: unknown) => {
+      const results = (payload as { results?: unknown } | null)?.results
+      if (Array.isArray(results)) metrics.observeBatchHeartbeats(results as Array<{ ok: boolean }>)
+      return payload
+    }
+    const own = route.preSerialization
+    route.preSerialization = own === undefined ? [count] : [...(Array.isArray(own) ? own : [own]), count]
+  })
+
   app.setErrorHandler(handleError)
   app.setNotFoundHandler(handleNotFound)
 
@@ -103,7 +116,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(instanceRoutes, context)
   await app.register(serviceRoutes, context)
   await app.register(opsRoutes, { ...context, metrics })
-  const hub = new WatchHub(registry, options.watch)
+  const hub = new WatchHub(registry, options.watch, metrics.watchEvents)
+  metrics.trackWatchHub(hub)
   app.decorate('watchHub', hub)
   await app.register(watchRoutes, { hub })
   return app

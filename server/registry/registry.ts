@@ -110,6 +110,7 @@ export class Registry {
   readonly #changes = new Emitter<Change>()
   readonly #fatal = new Emitter<Error>()
   readonly #selfPreservationEvents = new Emitter<boolean>()
+  readonly #sweeps = new Emitter<SweepReport>()
   #revision = 0
   #committed = 0
   #count = 0
@@ -193,6 +194,11 @@ export class Registry {
   /** Listens to self-preservation being switched on (true) or off (false). */
   onSelfPreservation(listener: (active: boolean) => void): Disposable {
     return this.#selfPreservationEvents.on(listener)
+  }
+
+  /** Listens to every sweep's report (lease expiries, removals): for metrics. */
+  onSweep(listener: (report: SweepReport) => void): Disposable {
+    return this.#sweeps.on(listener)
   }
 
   /** Listens to a store failure. The registry's memory is then ahead of its store. */
@@ -397,6 +403,7 @@ export class Registry {
         report.removed++
       }
     }
+    if (this.#sweeps.size > 0) this.#sweeps.emit(report)
     return report
   }
 

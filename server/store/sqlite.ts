@@ -21,6 +21,11 @@ export interface SqliteStoreOptions {
   changeRetention?: number
   /** The folder of NNN_name.sql files. Default: the package's migrations/. */
   migrationsDir?: string
+  /**
+   * Told of every committed batch: how long the transaction took and how many changes it
+   * held (metrics). Must not throw.
+   */
+  onCommit?: (durationMs: number, changes: number) => void
 }
 
 interface Pending {
@@ -52,11 +57,18 @@ export class SqliteStore implements RegistryStore {
   readonly #trim: Statement
   readonly #revision: Statement
   readonly #commitBatch: (items: Pending[]) => void
+  readonly #onCommit: ((durationMs: number, changes: number) => void) | undefined
   #batch: Batch | undefined
   #closed = false
 
-  private constructor(db: Database, location: string, retention: number) {
+  private constructor(
+    db: Database,
+    location: string,
+    retention: number,
+    onCommit?: (durationMs: number, changes: number) => void,
+  ) {
     this.#db = db
+    this.#onCommit = onCommit
     this.location = location
     this.#retention = retention
     this.#upsert = db.prepare(
@@ -102,7 +114,7 @@ export class SqliteStore implements RegistryStore {
       db.close()
       throw err
     }
-    return new SqliteStore(db, location, options.changeRetention ?? 10_000)
+    return new SqliteStore(db, location, options.changeRetention ?? 10_000, options.onCommit)
   }
 
   async load(recentChanges: number): Promise<LoadedState> {
@@ -146,13 +158,16 @@ export class SqliteStore implements RegistryStore {
     const batch = this.#batch
     if (batch === undefined) return
     this.#batch = undefined
+    const start = performance.now()
     try {
       this.#commitBatch(batch.items)
     } catch (err) {
       batch.reject(err)
       return
     }
+    const ms = performance.now() - start
     batch.resolve()
+    this.#onCommit?.(ms, batch.items.length)
   }
 
   async close(): Promise<void> {
