@@ -16,6 +16,7 @@ import { RingHashBalancer } from './ring-hash.js'
 import type { RingHashOptions } from './ring-hash.js'
 import { RoundRobinBalancer } from './round-robin.js'
 import { WeightedBalancer } from './weighted.js'
+import type { WeightedOptions } from './weighted.js'
 
 export type { Balancer, BalancerName, Random } from './balancer.js'
 export { BALANCER_NAMES, takingTraffic } from './balancer.js'
@@ -25,6 +26,7 @@ export { RingHashBalancer } from './ring-hash.js'
 export type { RingHashOptions } from './ring-hash.js'
 export { RoundRobinBalancer } from './round-robin.js'
 export { WeightedBalancer } from './weighted.js'
+export type { WeightedOptions } from './weighted.js'
 export { hashString } from './hash.js'
 
 /** Options of {@link createBalancer}; each balancer reads the ones it needs. */
@@ -33,6 +35,8 @@ export interface BalancerOptions {
   random?: Random
   /** Ring-hash only. */
   ringHash?: Omit<RingHashOptions, 'random'>
+  /** Weighted only. */
+  weighted?: WeightedOptions
 }
 
 /** Whether `name` is one of {@link BALANCER_NAMES}. */
@@ -49,7 +53,7 @@ export function createBalancer(name: BalancerName, options: BalancerOptions = {}
     case 'random':
       return new RandomBalancer(random)
     case 'weighted':
-      return new WeightedBalancer()
+      return new WeightedBalancer(options.weighted)
     case 'least-request':
       return new LeastRequestBalancer(random)
     case 'ring-hash':

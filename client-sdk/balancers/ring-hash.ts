@@ -28,7 +28,7 @@ const INDEX_BITS = 2 ** 21
  * ids and weights, never on list order, so every client maps a key to the same instance.
  *
  * `update()` builds the ring (O(P log P) for P points); `pick(key)` hashes the key and
- * binary-searches a typed array. A pick without a key lands on a random point.
+ * searches one slice of a typed array. A pick without a key lands on a random point.
  */
 export class RingHashBalancer implements Balancer {
   readonly name = 'ring-hash' as const
@@ -40,6 +40,13 @@ export class RingHashBalancer implements Balancer {
   #hashes = new Uint32Array(0)
   /** Index in #endpoints of each point's owner. */
   #owners = new Int32Array(0)
+  /**
+   * First point of each slice of the ring, slices being the top `32 - #shift` bits of a
+   * hash (about one point per slice): a pick binary-searches one slice, not the whole
+   * ring, which saves a dozen cache-unfriendly steps on a ring of 16,000 points.
+   */
+  #slices = new Uint32Array(1)
+  #shift = 32
 
   constructor(options: RingHashOptions = {}) {
     this.#random = options.random ?? Math.random
@@ -82,9 +89,19 @@ export class RingHashBalancer implements Balancer {
       hashes[k] = (v - point) / INDEX_BITS
       owners[k] = ownerOfPoint[point] as number
     }
+    const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(Math.max(2, size)))))
+    const shift = 32 - bits
+    const slices = new Uint32Array((1 << bits) + 1)
+    let k = 0
+    for (let slice = 0; slice <= 1 << bits; slice++) {
+      while (k < size && (hashes[k] as number) >>> shift < slice) k++
+      slices[slice] = k
+    }
     this.#endpoints = list
     this.#hashes = hashes
     this.#owners = owners
+    this.#slices = slices
+    this.#shift = shift
   }
 
   pick(key?: string): Endpoint | undefined {
@@ -92,9 +109,11 @@ export class RingHashBalancer implements Balancer {
     const n = hashes.length
     if (n === 0) return undefined
     const h = key === undefined ? Math.floor(this.#random() * 0x100000000) : hashString(key)
-    // First point whose hash is >= h; past the last point the ring wraps to the first.
-    let lo = 0
-    let hi = n
+    // First point whose hash is >= h: in h's slice, else the first point of a later slice
+    // (which slices[s + 1] is); past the last point the ring wraps to the first.
+    const slice = h >>> this.#shift
+    let lo = this.#slices[slice] as number
+    let hi = this.#slices[slice + 1] as number
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
       if ((hashes[mid] as number) < h) lo = mid + 1

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { BALANCER_NAMES, createBalancer, isBalancerName } from '../../client-sdk/balancers/index.js'
+import { BALANCER_NAMES, WeightedBalancer, createBalancer, isBalancerName } from '../../client-sdk/balancers/index.js'
 import type { BalancerName } from '../../client-sdk/balancers/index.js'
 import { countPicks, fiveSigma, makeEndpoints, seededRandom } from './helpers.js'
 
@@ -112,13 +112,56 @@ t.test('weighted is smooth weighted round-robin, as nginx', async (t) => {
   })
 
   t.test('an update with the same candidates continues the sequence', async (t) => {
-    const [a, b, c] = makeEndpoints(3, (i) => ({ id: 'abc'[i]!, weight: [5, 1, 1][i]! }))
-    const w = createBalancer('weighted')
-    w.update([a!, b!, c!])
-    const before = [w.pick()!.id, w.pick()!.id, w.pick()!.id]
-    w.update([c!, a!, b!]) // another order: state follows the ids
-    const after = Array.from({ length: 4 }, () => w.pick()!.id)
-    t.same([...before, ...after], ['a', 'a', 'b', 'a', 'c', 'a', 'a'])
+    const eps = makeEndpoints(3, (i) => ({ id: 'abc'[i]!, weight: [5, 1, 1][i]! }))
+    for (const w of [createBalancer('weighted'), new WeightedBalancer({ maxPrecomputeWork: 0 })]) {
+      w.update(eps)
+      const before = [w.pick()!.id, w.pick()!.id, w.pick()!.id]
+      w.update(eps)
+      const after = Array.from({ length: 4 }, () => w.pick()!.id)
+      t.same([...before, ...after], ['a', 'a', 'b', 'a', 'c', 'a', 'a'])
+    }
+  })
+
+  t.test('recomputes do not send the first picks to the heaviest each time', async (t) => {
+    const eps = makeEndpoints(4, (i) => ({ weight: i === 0 ? 2 : 1 }))
+    for (const w of [createBalancer('weighted'), new WeightedBalancer({ maxPrecomputeWork: 0 })]) {
+      w.update(eps)
+      const counts = new Map<string, number>()
+      for (let i = 0; i < 500; i++) {
+        w.update(eps) // a recompute before every pick
+        const id = w.pick()!.id
+        counts.set(id, (counts.get(id) ?? 0) + 1)
+      }
+      t.same(Object.fromEntries(counts), { e0: 200, e1: 100, e2: 100, e3: 100 }, 'shares stay exact')
+    }
+  })
+
+  t.test('the precomputed cycle and the live loop give the same sequence', async (t) => {
+    const random = seededRandom(99)
+    for (let trial = 0; trial < 20; trial++) {
+      const n = 2 + Math.floor(random() * 12)
+      const eps = makeEndpoints(n, () => ({ weight: Math.floor(random() * 12) }))
+      const cycled = new WeightedBalancer()
+      const live = new WeightedBalancer({ maxPrecomputeWork: 0 })
+      cycled.update(eps)
+      live.update(eps)
+      const total = eps.reduce((x, e) => x + e.weight, 0)
+      const a = Array.from({ length: total * 3 }, () => cycled.pick()?.id).join(',')
+      const b = Array.from({ length: total * 3 }, () => live.pick()?.id).join(',')
+      if (a !== b) t.fail(`weights ${eps.map((e) => e.weight)}: ${a} vs ${b}`)
+    }
+    t.pass('20 random weight sets agree over 3 cycles')
+  })
+
+  t.test('large cycles fall back to the live loop with the same shares', async (t) => {
+    const weights = Array.from({ length: 50 }, (_, i) => 1 + ((i * 37) % 1000))
+    const eps = makeEndpoints(50, (i) => ({ weight: weights[i]! }))
+    const w = new WeightedBalancer({ maxPrecomputeWork: 1000 })
+    w.update(eps)
+    const total = weights.reduce((x, y) => x + y, 0)
+    const counts = countPicks(() => w.pick(), total)
+    for (let i = 0; i < 50; i++) if (counts.get(`e${i}`) !== weights[i]) t.fail(`e${i}: ${counts.get(`e${i}`)} != ${weights[i]}`)
+    t.pass('every share exact over one cycle')
   })
 })
 

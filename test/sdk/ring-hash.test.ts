@@ -121,3 +121,24 @@ t.test('the ring size is bounded', async (t) => {
   tiny.update(makeEndpoints(50))
   t.equal(tiny.ringSize, 50, 'every endpoint keeps at least one point')
 })
+
+t.test('lookups agree with a brute-force ring, wrap-around included', async (t) => {
+  // Reference: every point `id#n` (160 each at equal weights); a key goes to the point
+  // with the smallest hash >= the key's, or to the smallest point of all.
+  for (const n of [1, 3, 10, 57]) {
+    const eps = makeEndpoints(n)
+    const points = eps
+      .flatMap((e) => Array.from({ length: 160 }, (_, k) => ({ h: hashString(`${e.id}#${k}`), id: e.id })))
+      .sort((a, b) => a.h - b.h || (a.id < b.id ? -1 : 1))
+    const ring = new RingHashBalancer()
+    ring.update(eps)
+    let wrong = 0
+    const keys = [...KEYS.slice(0, 3000), 'z', '', String.fromCharCode(0xffff)]
+    for (const key of keys) {
+      const h = hashString(key)
+      const expected = (points.find((p) => p.h >= h) ?? points[0]!).id
+      if (ring.pick(key)!.id !== expected) wrong++
+    }
+    t.equal(wrong, 0, `${n} endpoints: ${keys.length} keys`)
+  }
+})
