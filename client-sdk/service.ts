@@ -5,8 +5,6 @@ import {
   ConnectionFailedError,
   RequestTimeoutError,
   RetryBudgetExhaustedError,
-  RollcallError,
-  UpstreamError,
   isRetryableStatus,
 } from './errors.js'
 import { PickSet } from './pick-set.js'
@@ -193,7 +191,6 @@ export class ServiceClient implements WatchTarget {
     const idempotent = this.#retryMethods.has(method)
     this.#budget.recordRequest()
     let tried: Endpoint | undefined
-    let lastError: RollcallError | undefined
     for (let attempt = 1; ; attempt++) {
       const ep = this.#pickOther(tried, key)
       tried = ep
@@ -209,8 +206,10 @@ export class ServiceClient implements WatchTarget {
           this.set.recordSuccess(ep, startedAt)
           return res
         }
-        this.set.recordFailure(ep, startedAt)
-        lastError = new UpstreamError(res.status, { instance: ep })
+        // A 429 is an instance shedding load, not failing: as Envoy's consecutive-5xx, only
+        // 5xx count against its breaker. Both are retried.
+        if (res.status >= 500) this.set.recordFailure(ep, startedAt)
+        else this.set.recordSuccess(ep, startedAt)
         retryable = idempotent
         // Out of attempts or budget: the caller gets the last answer as it is.
         if (!retryable || attempt >= this.#maxAttempts || !this.#budget.tryRetry()) return res
@@ -219,7 +218,7 @@ export class ServiceClient implements WatchTarget {
         if (request.signal?.aborted) throw err
         this.set.recordFailure(ep, startedAt)
         const timedOut = (err as Error).name === 'TimeoutError'
-        lastError = timedOut
+        const lastError = timedOut
           ? new RequestTimeoutError(timeoutMs, { instance: ep, cause: err })
           : new ConnectionFailedError(`cannot reach the instance: ${causeCode(err) ?? (err as Error).message}`, {
               instance: ep,

@@ -46,6 +46,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     onCommit: (ms, changes) => observeCommit?.(ms, changes),
   })
   let registry: Registry
+  const openedAt = performance.now()
   try {
     registry = await Registry.open({
       store,
@@ -58,6 +59,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     await store.close()
     throw err
   }
+  const restoreMs = Math.round((performance.now() - openedAt) * 10) / 10
   registry.onSelfPreservation((active) => {
     if (active) logger.warn('self-preservation on: too many leases lapsed at once; expiry is suspended')
     else logger.info('self-preservation off: renewals recovered; expiry resumes')
@@ -99,6 +101,9 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const url = `http://${host}:${port}`
-  logger.info({ address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount }, 'rollcall listening')
+  logger.info(
+    { address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount, restoreMs },
+    'rollcall listening',
+  )
   return { app, registry, checker, url, logger, close: () => app.close() }
 }
