@@ -28,8 +28,8 @@ const HEADERS = { 'user-agent': 'rollcall-health-check', accept: '*/*', connecti
  *   but never answers fails with `timeout`. The outcome is decided at the headers.
  * - The body is never read into memory or logs: up to 64 KiB is drained and discarded
  *   (within the same deadline), then the socket is destroyed.
- * - Every probe has its own socket (`agent: false`, `Connection: close`), destroyed before
- *   the promise resolves, so nothing is pooled or left open.
+ * - Every probe has its own socket (`agent: false`, `Connection: close`), destroyed and
+ *   closed before the promise resolves, so nothing is pooled or left open.
  * - HTTPS certificates are NOT verified (as Consul's `tls_skip_verify`): instances commonly
  *   serve self-signed certificates on internal addresses, and a check asks "does it
  *   answer", not "is it who it claims to be". No credentials are sent.
@@ -58,13 +58,22 @@ export function probeHttp(target: HttpProbeTarget, timeoutMs: number, signal: Ab
       ? https.request({ ...options, rejectUnauthorized: false })
       : http.request(options)
 
+    // Resolves only once the socket is closed, so that a probe awaited is a probe gone.
+    let closed = false
+    const settle = () => {
+      if (done && closed) resolve(outcome ?? { ok: false, error: 'error', durationMs: elapsedMs(start) })
+    }
+    req.on('close', () => {
+      closed = true
+      settle()
+    })
     const end = () => {
       if (done) return
       done = true
       clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
       req.destroy()
-      resolve(outcome ?? { ok: false, error: 'error', durationMs: elapsedMs(start) })
+      settle()
     }
     const onAbort = () => {
       fail('aborted')

@@ -10,7 +10,7 @@ export interface TcpProbeTarget {
 
 /**
  * One TCP check: a connect within `timeoutMs` (DNS included) passes, and the socket is
- * closed at once without sending anything. Never rejects: a refused connect fails with
+ * closed at once without sending anything; the promise resolves once it is closed. Never rejects: a refused connect fails with
  * `ECONNREFUSED`, a black-holed one with `timeout`, an abort of `signal` with `aborted`.
  */
 export function probeTcp(target: TcpProbeTarget, timeoutMs: number, signal: AbortSignal): Promise<ProbeOutcome> {
@@ -18,13 +18,21 @@ export function probeTcp(target: TcpProbeTarget, timeoutMs: number, signal: Abor
     const start = performance.now()
     let done = false
     const socket = net.connect({ host: target.host, port: target.port })
-    const end = (outcome: ProbeOutcome) => {
+    let outcome: ProbeOutcome | undefined
+    // Resolves only once the socket is closed, so that a probe awaited is a probe gone.
+    let closed = false
+    socket.once('close', () => {
+      closed = true
+      if (outcome !== undefined) resolve(outcome)
+    })
+    const end = (o: ProbeOutcome) => {
       if (done) return
       done = true
+      outcome = o
       clearTimeout(timer)
       signal.removeEventListener('abort', onAbort)
       socket.destroy()
-      resolve(outcome)
+      if (closed) resolve(o)
     }
     const fail = (error: string) => end({ ok: false, error, durationMs: elapsedMs(start) })
     const onAbort = () => fail('aborted')
