@@ -12,7 +12,8 @@ import { join } from 'node:path'
 
 const b64 = (s: string) => Buffer.from(s).toString('base64')
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on now, for a child process to bind. */
+export async function freePort(): Promise<number> {
   const srv = createServer()
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
   const port = (srv.address() as { port: number }).port
