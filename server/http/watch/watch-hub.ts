@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws'
 import type { Change } from '../../registry/change.js'
 import type { Disposable } from '../../registry/disposable.js'
-import type { Registry } from '../../registry/registry.js'
+import type { RegistryApi } from '../../registry/registry-api.js'
 import { toWire } from '../../registry/record.js'
 import { WatchSession } from './watch-session.js'
 
@@ -31,7 +31,7 @@ interface CachedSnapshot {
  * turned into bytes once here, and the same buffer is written to every subscriber.
  */
 export class WatchHub {
-  readonly registry: Registry
+  readonly registry: RegistryApi
   readonly maxBufferedBytes: number
   readonly events: WatchEvents
   readonly #all = new Set<WatchSession>()
@@ -42,7 +42,7 @@ export class WatchHub {
   #allSnapshot: CachedSnapshot | undefined
   #closed = false
 
-  constructor(registry: Registry, options: WatchHubOptions = {}, events: WatchEvents = {}) {
+  constructor(registry: RegistryApi, options: WatchHubOptions = {}, events: WatchEvents = {}) {
     this.registry = registry
     this.maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024
     this.events = events
@@ -139,6 +139,8 @@ export class WatchHub {
   }
 
   #fanOut(change: Change): void {
+    // The cached snapshot is of an older revision now: let it go (it can be large).
+    this.#allSnapshot = undefined
     const all = this.#all
     const some = this.#byService.get(change.service)
     if (all.size === 0 && some === undefined) return

@@ -78,8 +78,11 @@ export class WatchSession {
     if (socket.readyState !== OPEN) return false
     socket.send(frame, TEXT)
     // A consumer that does not read would make our memory grow: past the bound, it goes,
-    // and resumes later with `since`.
-    if (socket.bufferedAmount > this.#hub.maxBufferedBytes + this.#snapshotBytes) {
+    // and resumes later with `since`. A snapshot may exceed the bound on its own; its
+    // allowance lasts until the buffer has drained below the bound once.
+    const buffered = socket.bufferedAmount
+    if (buffered <= this.#hub.maxBufferedBytes) this.#snapshotBytes = 0
+    else if (buffered > this.#hub.maxBufferedBytes + this.#snapshotBytes) {
       this.#hub.events.onSlowConsumer?.()
       this.close(CLOSE_SLOW_CONSUMER, 'slow consumer: reconnect and resume with since')
     }
@@ -162,7 +165,7 @@ export class WatchSession {
     const snap = this.#hub.snapshot(added)
     this.#adopt(added)
     this.cursor = Math.max(this.cursor, snap.revision)
-    this.#snapshotBytes = snap.frame.length
+    this.#snapshotBytes = snap.frame.length + (this.#socket.bufferedAmount ?? 0)
     this.#send(snap.frame)
   }
 
