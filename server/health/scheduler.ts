@@ -1,12 +1,13 @@
 import type { CheckSpec } from '../../client-sdk/protocol.js'
 import type { Disposable } from '../registry/disposable.js'
-import type { ProbeOutcome, Registry } from '../registry/registry.js'
+import type { RegistryApi } from '../registry/registry-api.js'
+import type { ProbeOutcome } from '../registry/registry.js'
 import { errorLabel } from './outcome.js'
 import type { Probe, ProbeTarget } from './probe.js'
 import { probe as realProbe } from './probe.js'
 
 /** The part of the registry the checker uses. */
-export type CheckedRegistry = Pick<Registry, 'onChange' | 'get' | 'instances' | 'recordCheck'>
+export type CheckedRegistry = Pick<RegistryApi, 'onChange' | 'get' | 'instances' | 'recordCheck'>
 
 /** `setTimeout`/`clearTimeout`, injectable so scheduler tests can drive time by hand. */
 export interface CheckTimers {

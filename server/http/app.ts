@@ -1,7 +1,7 @@
 import Fastify, { LogController } from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import type { Registry } from '../registry/registry.js'
+import type { RegistryApi } from '../registry/registry-api.js'
 import { GLOBAL, RevisionWaiters } from './blocking.js'
 import { errorBody, handleError, handleNotFound } from './errors.js'
 import { Metrics } from './metrics.js'
@@ -23,7 +23,7 @@ declare module 'fastify' {
 
 /** Options of {@link buildApp}, with their defaults. */
 export interface AppOptions {
-  registry: Registry
+  registry: RegistryApi
   /** A pino logger; none when left out. */
   logger?: Logger
   /** Largest request body in bytes. Default 64 KiB. */

@@ -1,8 +1,8 @@
-import type { Registry } from '../registry/registry.js'
+import type { RegistryApi } from '../registry/registry-api.js'
 import type { RevisionWaiters } from './blocking.js'
 
 /** What the route plugins share: the registry and the parked blocking queries. */
 export interface AppContext {
-  registry: Registry
+  registry: RegistryApi
   waiters: RevisionWaiters
 }

@@ -1,7 +1,8 @@
 import client from 'prom-client'
 import type { CheckSpec, Health } from '../../client-sdk/protocol.js'
 import { isRoutable } from '../../client-sdk/protocol.js'
-import type { ProbeOutcome, Registry, SweepReport } from '../registry/registry.js'
+import type { RegistryApi } from '../registry/registry-api.js'
+import type { ProbeOutcome, SweepReport } from '../registry/registry.js'
 import type { WatchEvents } from './watch/watch-hub.js'
 
 /** Options of {@link Metrics}, with their defaults. */
@@ -69,7 +70,7 @@ export class Metrics {
   #slow = 0
   #committedChanges = 0
 
-  constructor(source: Registry, options: MetricsOptions = {}) {
+  constructor(source: RegistryApi, options: MetricsOptions = {}) {
     const registers = [this.registry]
     this.#labels = new ServiceLabels(options.maxServices ?? 100)
     const labels = this.#labels

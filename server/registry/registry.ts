@@ -18,6 +18,7 @@ import {
   settleHealth,
 } from './lifecycle.js'
 import type { RegistryStore } from './ports.js'
+import type { RegistryApi } from './registry-api.js'
 import type { InstanceRecord } from './record.js'
 import { fromPersisted, sameJson, sameSpec, toPersisted, toWire } from './record.js'
 
@@ -98,7 +99,7 @@ export interface ProbeOutcome {
  * registry.heartbeat('orders', 'o-1')
  * ```
  */
-export class Registry {
+export class Registry implements RegistryApi {
   readonly #store: RegistryStore
   readonly #clock: Clock
   readonly #log: ChangeLog

@@ -100,3 +100,33 @@ t.test('listeners hear a change only once it is durable', async (t) => {
   await reg.committed
   t.same(revisions(changes), [1])
 })
+
+t.test('ChangeLog with completeFrom answers across gaps without assuming contiguous revisions', async (t) => {
+  // Cluster mode: etcd's revisions number the changes, with gaps for keys that are not
+  // changes (leases, node announcements). The log says where it is complete instead.
+  const log = new ChangeLog(3, 10)
+  t.equal(log.completeFrom, 10)
+  t.same(log.after(10, 10), [])
+  t.equal(log.after(9, 12), undefined, 'before completeFrom: a snapshot')
+  t.same(log.after(10, 12), [], 'complete and empty: nothing came after 10')
+  for (const r of [14, 20, 31]) log.push(change(r))
+  t.same(revisions(log.after(10, 31)), [14, 20, 31], 'the oldest is 14, yet 11..13 were not changes')
+  t.same(revisions(log.after(12, 31)), [14, 20, 31])
+  t.same(revisions(log.after(14, 31)), [20, 31])
+  t.same(revisions(log.after(25, 31)), [31])
+  t.equal(log.after(9, 31), undefined)
+
+  log.push(change(40))
+  t.equal(log.completeFrom, 14, 'dropping 14 moves completeness up to it')
+  t.same(revisions(log.after(14, 40)), [20, 31, 40])
+  t.same(revisions(log.after(17, 40)), [20, 31, 40], 'between the dropped one and the oldest held')
+  t.equal(log.after(13, 40), undefined, 'change 14 is gone: a snapshot')
+
+  log.reset(50)
+  t.equal(log.size, 0)
+  t.equal(log.completeFrom, 50)
+  t.equal(log.after(40, 50), undefined, 'what came before a reset cannot be replayed')
+  t.same(log.after(50, 55), [])
+  log.push(change(51))
+  t.same(revisions(log.after(50, 51)), [51])
+})

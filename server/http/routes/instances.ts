@@ -32,7 +32,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const body = parseWith(RegisterBody, request.body, 'body')
-    const { record, created, committed } = registry.register(service, id, body)
+    const { record, created, committed } = await registry.register(service, id, body)
     await committed
     return reply.code(created ? 201 : 200).send(toWire(record))
   })
@@ -41,7 +41,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const body = parseWith(RegisterBody, request.body, 'body')
-    const { record, committed } = registry.register(service, undefined, body)
+    const { record, committed } = await registry.register(service, undefined, body)
     await committed
     return reply.code(201).header('location', `/v1/services/${service}/instances/${record.id}`).send(toWire(record))
   })
@@ -50,7 +50,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
-    const r = registry.heartbeat(service, id)
+    const r = await registry.heartbeat(service, id)
     if (r === undefined) throw instanceNotFound(service, id)
     return { expiresAt: new Date(r.expiresAt).toISOString(), status: r.status, health: r.health }
   })
@@ -60,7 +60,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
     const patch = parseWith(PatchBody, request.body, 'body')
-    const { record, committed } = registry.patch(service, id, patch)
+    const { record, committed } = await registry.patch(service, id, patch)
     await committed
     return toWire(record)
   })
@@ -77,6 +77,8 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
     noQuery(request.query)
     const service = pathName(request.params.service, 'service')
     const id = pathName(request.params.id, 'id')
+    // Cluster mode: first catch up with what any node acknowledged (read-your-writes).
+    if (registry.sync !== undefined) await registry.sync()
     const r = registry.get(service, id)
     if (r === undefined) throw instanceNotFound(service, id)
     return toWire(r)
@@ -85,6 +87,7 @@ export const instanceRoutes: FastifyPluginAsync<AppContext> = async (app, { regi
   app.get<ServiceRoute>(base, async (request, reply) => {
     const service = pathName(request.params.service, 'service')
     const { filter, blocking } = instancesQuery(request.query)
+    if (registry.sync !== undefined) await registry.sync()
     await blockUntilPast(waiters, service, blocking, () => registry.serviceRevision(service), reply)
     const revision = registry.serviceRevision(service)
     if (revisionHeaders(request, reply, revision)) return reply.send()

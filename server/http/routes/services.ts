@@ -11,6 +11,8 @@ import { blockUntilPast, revisionHeaders } from '../revision.js'
 export const serviceRoutes: FastifyPluginAsync<AppContext> = async (app, { registry, waiters }) => {
   app.get<{ Querystring: Record<string, unknown> }>('/v1/services', async (request, reply) => {
     const blocking = servicesQuery(request.query)
+    // Cluster mode: first catch up with what any node acknowledged (read-your-writes).
+    if (registry.sync !== undefined) await registry.sync()
     await blockUntilPast(waiters, GLOBAL, blocking, () => registry.revision, reply)
     const revision = registry.revision
     if (revisionHeaders(request, reply, revision)) return reply.send()
@@ -20,8 +22,10 @@ export const serviceRoutes: FastifyPluginAsync<AppContext> = async (app, { regis
   app.post<{ Querystring: Record<string, unknown> }>('/v1/heartbeats', async (request): Promise<BatchHeartbeatResponse> => {
     noQuery(request.query)
     const body = parseWith(BatchHeartbeatBody, request.body, 'body')
-    const results: BatchHeartbeatResponse['results'] = body.instances.map(({ service, id }) => {
-      const r = registry.heartbeat(service, id)
+    // In cluster mode a heartbeat is an etcd lease keepalive: they run side by side.
+    const found = await Promise.all(body.instances.map(({ service, id }) => registry.heartbeat(service, id)))
+    const results: BatchHeartbeatResponse['results'] = body.instances.map(({ service, id }, i) => {
+      const r = found[i]
       if (r === undefined) {
         return {
           service,

@@ -145,6 +145,10 @@ export class WatchSession {
     // Resume is possible only as the first subscription of a connection: replaying older
     // changes after newer ones were sent would break the order.
     if (message.since !== undefined && this.cursor < 0) {
+      // Cluster mode: `since` may come from a node ahead of this one; catch up first. The
+      // history is then read and adopted in one synchronous step, so no change slips between.
+      if (registry.reach !== undefined) await registry.reach(message.since)
+      if (this.#closed) return
       const changes = registry.changesSince(message.since)
       if (changes !== undefined) {
         this.#adopt(added)
