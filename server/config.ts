@@ -20,6 +20,18 @@ const SETTINGS = {
   },
   'self-preservation-min': { env: 'ROLLCALL_SELF_PRESERVATION_MIN', schema: intText(0, 1_000_000).default(10) },
   'change-history': { env: 'ROLLCALL_CHANGE_HISTORY', schema: intText(10_000, 10_000_000).default(10_000) },
+  // Cluster mode (README-cluster.md): several nodes over one etcd cluster instead of SQLite.
+  store: { env: 'ROLLCALL_STORE', schema: z.enum(['sqlite', 'etcd'], { error: 'must be sqlite or etcd' }).default('sqlite') },
+  'etcd-endpoints': { env: 'ROLLCALL_ETCD_ENDPOINTS', schema: endpointList().default(['http://127.0.0.1:2379']) },
+  'etcd-prefix': {
+    env: 'ROLLCALL_ETCD_PREFIX',
+    schema: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/, { error: 'must start with / and hold only letters, digits, . _ - /' })
+      .default('/rollcall'),
+  },
+  // A dead node leaves the election and the check rota this long after it died.
+  'etcd-session-ttl': { env: 'ROLLCALL_ETCD_SESSION_TTL', schema: intText(2, 300).default(10) },
   checks: {
     env: 'ROLLCALL_CHECKS',
     schema: z
@@ -46,12 +58,32 @@ export interface Config {
   selfPreservationThreshold: number
   selfPreservationMin: number
   changeHistory: number
+  /** Where state lives: one SQLite file, or an etcd cluster shared by several nodes. */
+  store: 'sqlite' | 'etcd'
+  /** etcd client URLs, for `store: etcd`. */
+  etcdEndpoints: string[]
+  /** Key prefix of this rollcall cluster in etcd. */
+  etcdPrefix: string
+  /** Seconds: TTL of a node's session lease (its election bid and its check-rota entry). */
+  etcdSessionTtl: number
   /** Whether the server runs active checks; off: checks are accepted but ignored. */
   checks: boolean
   /** Most active-check probes in flight at once. */
   checkConcurrency: number
   /** Most services that get their own `service` label in /metrics; the rest are `_other`. */
   metricsMaxServices: number
+}
+
+/** Comma-separated http(s) URLs, e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`. */
+function endpointList() {
+  return z
+    .string()
+    .transform((v) => v.split(',').map((e) => e.trim()).filter((e) => e !== ''))
+    .pipe(
+      z
+        .array(z.url({ protocol: /^https?$/, error: 'must be http:// or https:// URLs, comma-separated' }))
+        .min(1, { error: 'must name at least one endpoint' }),
+    )
 }
 
 function intText(min: number, max: number) {

@@ -7,12 +7,16 @@ import { HealthChecker } from './health/scheduler.js'
 import type { Clock } from './registry/clock.js'
 import type { WatchHubOptions } from './http/watch/watch-hub.js'
 import { Registry } from './registry/registry.js'
+import type { RegistryApi } from './registry/registry-api.js'
+import { EtcdRegistry } from './cluster/etcd-registry.js'
 import { SqliteStore } from './store/sqlite.js'
 
 /** A running rollcall: what {@link startRollcall} returns. */
 export interface Rollcall {
   app: FastifyInstance
-  registry: Registry
+  registry: RegistryApi
+  /** Cluster mode (`--store etcd`): this node's replica of etcd; undefined with SQLite. */
+  cluster: EtcdRegistry | undefined
   /** Runs the active checks; undefined with `--checks=off`. */
   checker: HealthChecker | undefined
   /** `http://host:port` as bound (port 0 resolved). */
@@ -40,24 +44,43 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const logger = deps.logger ?? pino({ level: config.logLevel })
   // The metrics exist only once the app does; commits before that (the load) go uncounted.
   let observeCommit: ((durationMs: number, changes: number) => void) | undefined
-  const store = SqliteStore.open(config.db, {
-    synchronous: config.durability,
-    changeRetention: config.changeHistory,
-    onCommit: (ms, changes) => observeCommit?.(ms, changes),
-  })
-  let registry: Registry
+  let registry: RegistryApi
+  let store: { readonly location: string; close(): Promise<void> }
+  let cluster: EtcdRegistry | undefined
   const openedAt = performance.now()
-  try {
-    registry = await Registry.open({
-      store,
+  if (config.store === 'etcd') {
+    // Cluster mode: etcd is the store, and this node is a replica of it (README-cluster.md).
+    cluster = await EtcdRegistry.open({
+      endpoints: config.etcdEndpoints,
+      prefix: config.etcdPrefix,
+      sessionTtlSeconds: config.etcdSessionTtl,
       changeLogSize: config.changeHistory,
       checksEnabled: config.checks,
       selfPreservation: { threshold: config.selfPreservationThreshold, minInstances: config.selfPreservationMin },
+      logger,
       ...(deps.clock !== undefined && { clock: deps.clock }),
     })
-  } catch (err) {
-    await store.close()
-    throw err
+    registry = cluster
+    store = cluster
+  } else {
+    const sqlite = SqliteStore.open(config.db, {
+      synchronous: config.durability,
+      changeRetention: config.changeHistory,
+      onCommit: (ms, changes) => observeCommit?.(ms, changes),
+    })
+    store = sqlite
+    try {
+      registry = await Registry.open({
+        store: sqlite,
+        changeLogSize: config.changeHistory,
+        checksEnabled: config.checks,
+        selfPreservation: { threshold: config.selfPreservationThreshold, minInstances: config.selfPreservationMin },
+        ...(deps.clock !== undefined && { clock: deps.clock }),
+      })
+    } catch (err) {
+      await sqlite.close()
+      throw err
+    }
   }
   const restoreMs = Math.round((performance.now() - openedAt) * 10) / 10
   registry.onSelfPreservation((active) => {
@@ -78,7 +101,8 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   // Started once the onClose hook below exists to stop it, so a failed listen leaks no probe.
   const checker = config.checks
     ? HealthChecker.start({
-        registry,
+        // Cluster mode: only the instances whose check this node owns in the rota.
+        registry: cluster?.checks ?? registry,
         concurrency: config.checkConcurrency,
         onResult: (outcome, check) => app.metrics.observeCheck(outcome, check),
       })
@@ -101,9 +125,22 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
   const url = `http://${host}:${port}`
+  if (cluster !== undefined) {
+    const node = cluster
+    node.onLeadership((leader) => logger.info({ node: node.nodeId, leader }, leader ? 'elected' : 'lost the election'))
+    // Changes were skipped while this node rebuilt from etcd: watchers resume elsewhere or
+    // here, with a snapshot.
+    node.onResync(() => app.watchHub.closeWhere(() => true, 1001, 'node rebuilt its state from etcd: resubscribe'))
+    try {
+      await node.announce(url)
+    } catch (err) {
+      await app.close()
+      throw err
+    }
+  }
   logger.info(
     { address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount, restoreMs },
     'rollcall listening',
   )
-  return { app, registry, checker, url, logger, close: () => app.close() }
+  return { app, registry, cluster, checker, url, logger, close: () => app.close() }
 }
