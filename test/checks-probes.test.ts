@@ -75,6 +75,8 @@ t.test('an abort ends a probe in flight and closes its socket', async (t) => {
   const already = new AbortController()
   already.abort()
   t.match(await probeTcp({ host: '127.0.0.1', port: target.port }, 60_000, already.signal), { ok: false, error: 'aborted' })
+  t.match(await probeHttp(http200(target.port), 60_000, already.signal), { ok: false, error: 'aborted' })
+  t.equal(target.count(), 1, 'an already aborted probe sends nothing')
 })
 
 t.test('the body is discarded, however large or endless, and the socket is closed', async (t) => {
