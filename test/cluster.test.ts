@@ -27,3 +27,95 @@ t.test('a registration through A is visible through B at once and pushed to B\'s
   const change = await watcher.next()
   t.match(change, { type: 'change', op: 'upsert', service: 'orders', revision: created.revision, instance: { id: 'o-1', port: 9001 } })
 })
+
+t.test('revisions only go forward, and a watcher resuming on another node with since misses nothing', async (t) => {
+  const [a, b, c] = await startNodes(t, etcd.endpoints, uniquePrefix(), 3)
+  const first = await WatchClient.open(a!.url)
+  first.subscribe(['*'])
+  t.equal((await first.next()).type, 'snapshot')
+  const revisions: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const res = await a!.request('PUT', `/v1/services/pay/instances/p-${i}`, instanceBody({ port: 9000 + i }))
+    revisions.push(((await res.json()) as { revision: number }).revision)
+  }
+  await first.until(() => first.revision === revisions[4])
+  const since = first.revision
+  first.close()
+
+  // While no one watches, changes go through the third node.
+  const later: number[] = []
+  for (let i = 0; i < 3; i++) {
+    const res = await c!.request('PATCH', `/v1/services/pay/instances/p-${i}`, { weight: 10 + i })
+    later.push(((await res.json()) as { revision: number }).revision)
+  }
+  const del = await c!.request('DELETE', '/v1/services/pay/instances/p-4')
+  t.equal(del.status, 204)
+  const all = [...revisions, ...later]
+  for (let i = 1; i < all.length; i++) t.ok(all[i]! > all[i - 1]!, `revision ${all[i]} > ${all[i - 1]}`)
+
+  const resumed = await WatchClient.open(b!.url)
+  t.teardown(() => resumed.close())
+  resumed.subscribe(['*'], since)
+  const got = []
+  for (let i = 0; i < 4; i++) got.push(await resumed.next())
+  t.same(
+    got.map((m) => m.type),
+    ['change', 'change', 'change', 'change'],
+    'a replay of what came after since, no snapshot',
+  )
+  t.same(got.slice(0, 3).map((m) => (m as { revision: number }).revision), later)
+  t.match(got[3], { op: 'delete', instance: { id: 'p-4' } })
+  t.ok((got[3] as { revision: number }).revision > later[2]!)
+  t.same([...(resumed.view.get('pay')?.keys() ?? [])].sort(), ['p-0', 'p-1', 'p-2'])
+})
+
+t.test('a heartbeat through any node keeps the lease; expiry makes it critical and removal follows', async (t) => {
+  const nodes = await startNodes(t, etcd.endpoints, uniquePrefix(), 3)
+  const watcher = await WatchClient.open(nodes[2]!.url)
+  t.teardown(() => watcher.close())
+  watcher.subscribe(['beat'])
+  await watcher.next()
+  const res = await nodes[0]!.request('PUT', '/v1/services/beat/instances/b-1', instanceBody({ ttlSeconds: 2, deregisterAfterSeconds: 1 }))
+  t.equal(res.status, 201)
+  await watcher.until(() => watcher.view.get('beat')?.has('b-1') === true)
+  const registered = watcher.revision
+
+  // Heartbeats at the SDK's cadence (ttl/3), each through another node, for three TTLs.
+  for (let i = 0; i < 9; i++) {
+    const hb = await nodes[i % 3]!.request('PUT', '/v1/services/beat/instances/b-1/heartbeat')
+    t.equal(hb.status, 200, `heartbeat ${i} through node ${i % 3}`)
+    t.equal(((await hb.json()) as { health: string }).health, 'passing')
+    await new Promise((r) => setTimeout(r, 650))
+  }
+  t.equal(watcher.revision, registered, 'no change while heartbeats arrive: the lease held')
+  t.equal(watcher.view.get('beat')?.get('b-1')?.health, 'passing')
+
+  // No more heartbeats: etcd expires the lease, the elected node turns it critical, then removes it.
+  await watcher.until(() => watcher.view.get('beat')?.get('b-1')?.health === 'critical')
+  const critical = watcher.messages.at(-1) as { revision: number }
+  t.ok(critical.revision > registered)
+  for (const n of nodes) {
+    const got = (await (await n.request('GET', '/v1/services/beat/instances/b-1')).json()) as { health: string }
+    t.equal(got.health, 'critical', 'every node agrees')
+  }
+  await watcher.until(() => watcher.view.get('beat')?.has('b-1') === false)
+  t.equal((await nodes[1]!.request('GET', '/v1/services/beat/instances/b-1')).status, 404)
+
+  // A heartbeat now finds nothing: the SDK re-registers.
+  t.equal((await nodes[1]!.request('PUT', '/v1/services/beat/instances/b-1/heartbeat')).status, 404)
+})
+
+t.test('a heartbeat revives a critical instance with a new lease', async (t) => {
+  const nodes = await startNodes(t, etcd.endpoints, uniquePrefix(), 2)
+  const watcher = await WatchClient.open(nodes[0]!.url)
+  t.teardown(() => watcher.close())
+  watcher.subscribe(['rev'])
+  await watcher.next()
+  await nodes[0]!.request('PUT', '/v1/services/rev/instances/r-1', instanceBody({ ttlSeconds: 2, deregisterAfterSeconds: 600 }))
+  await watcher.until(() => watcher.view.get('rev')?.get('r-1')?.health === 'critical')
+  const hb = await nodes[1]!.request('PUT', '/v1/services/rev/instances/r-1/heartbeat')
+  t.equal(hb.status, 200)
+  t.equal(((await hb.json()) as { health: string }).health, 'passing', 'revived by the heartbeat, through the other node')
+  await watcher.until(() => watcher.view.get('rev')?.get('r-1')?.health === 'passing')
+  t.pass('the revival is pushed')
+})

@@ -872,11 +872,17 @@ export class EtcdRegistry implements RegistryApi {
   }
 
   async #keepalive(lease: string): Promise<number> {
-    try {
-      return await this.#keepalives.keepalive(lease)
-    } catch (err) {
-      throw unavailable(err)
+    // A keepalive stream on a member that died fails; the next one opens on another
+    // member (the client's per-member breaker skips one that failed three times running).
+    let last: unknown
+    for (let attempt = 0; attempt < 5 && !this.#closed; attempt++) {
+      try {
+        return await this.#keepalives.keepalive(lease)
+      } catch (err) {
+        last = err
+      }
     }
+    throw unavailable(last)
   }
 
   async #revoke(lease: string): Promise<void> {
