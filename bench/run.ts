@@ -7,6 +7,7 @@
  *   npm run bench -- --json        the same figures as JSON (also written to bench/out/results.json)
  *   npm run bench -- --quick       one short run of each (a smoke test of the benchmark)
  *   npm run bench -- --only=heartbeat,push
+ *   npm run bench -- --only=cluster   cluster mode: 1 and 3 nodes over one 3-member etcd cluster
  *
  * Servers and load generators are separate processes: the load never shares an event loop
  * with what it measures. Request logging is off (--log-level warn) in every server.
@@ -20,6 +21,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { runPickBench } from './pick.js'
 import { EtcdBench, freePort } from './etcd.js'
+import { startEtcdCluster } from './cluster.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '../..')
@@ -227,9 +229,17 @@ async function lookups(): Promise<void> {
   row('lookup p99', fmt(stat(p99), 1, ' ms'))
 }
 
-/** Register-to-delivery latency to the last of `count` subscribers. */
-async function pushLatency(url: string, count: number, changes: number): Promise<{ p50: number; p99: number; max: number }> {
-  const child = spawn(process.execPath, [join(here, 'subscribers.js'), url, String(count)], {
+/**
+ * Register-to-delivery latency to the last of `count` subscribers, who watch `watchUrl`
+ * (another node of a cluster, or by default the one written to).
+ */
+async function pushLatency(
+  url: string,
+  count: number,
+  changes: number,
+  watchUrl = url,
+): Promise<{ p50: number; p99: number; max: number }> {
+  const child = spawn(process.execPath, [join(here, 'subscribers.js'), watchUrl, String(count)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const delivered = new Map<number, number>()
@@ -324,6 +334,60 @@ async function scale(): Promise<void> {
   row('restore from SQLite at start', fmt(stat(restore), 0, ' ms'), 'goal < 1 s')
 }
 
+/**
+ * Cluster mode: heartbeats/s and push latency with 1 and with 3 rollcall nodes over the
+ * same 3-member etcd cluster. With 3 nodes the load is spread over all of them (one load
+ * process each) and a change is written through one node and pushed by another.
+ */
+async function clusterFigures(): Promise<void> {
+  log('7. cluster mode: 1 and 3 nodes over one 3-member etcd cluster')
+  const etcd = await startEtcdCluster(work, log)
+  if (etcd === undefined) return
+  const out: Record<string, unknown> = {}
+  const instances = quick ? 500 : 2000
+  try {
+    for (const size of [1, 3]) {
+      const prefix = `/bench-${size}`
+      const nodes: Proc[] = []
+      for (let i = 0; i < size; i++) {
+        const args = ['--store', 'etcd', '--etcd-endpoints', etcd.endpoints.join(','), '--etcd-prefix', prefix]
+        nodes.push(await startRollcall(join(work, `cluster-${size}-${i}.db`), args))
+      }
+      await fill(nodes[0]!.url, instances, 100)
+      const rps: number[] = []
+      const p99: number[] = []
+      for (let r = 0; r < RUNS; r++) {
+        const each = await Promise.all(
+          nodes.map((n) =>
+            load({ url: n.url, kind: 'heartbeat', services: 100, instances, connections: Math.ceil(CONNECTIONS / size) }),
+          ),
+        )
+        rps.push(each.reduce((sum, x) => sum + x.rps, 0))
+        p99.push(Math.max(...each.map((x) => x.p99)))
+      }
+      const p50s: number[] = []
+      const p99s: number[] = []
+      for (let r = 0; r < RUNS; r++) {
+        const l = await pushLatency(nodes[0]!.url, 1, quick ? 50 : 200, nodes[size - 1]!.url)
+        p50s.push(l.p50)
+        p99s.push(l.p99)
+      }
+      await Promise.all(nodes.map((n) => n.stop()))
+      out[String(size)] = { heartbeatRps: stat(rps), heartbeatP99Ms: stat(p99), pushP50Ms: stat(p50s), pushP99Ms: stat(p99s) }
+      const label = size === 1 ? '1 node' : `${size} nodes`
+      row(`cluster, ${label}: heartbeats/s (etcd keepalives)`, fmt(stat(rps)))
+      row(`cluster, ${label}: heartbeat p99`, fmt(stat(p99), 1, ' ms'))
+      row(
+        `cluster, ${label}: push p50 / p99${size > 1 ? ' (written via one node, pushed by another)' : ''}`,
+        `${fmt(stat(p50s), 1)} / ${fmt(stat(p99s), 1)} ms`,
+      )
+    }
+  } finally {
+    await etcd.stop()
+  }
+  results.cluster = out
+}
+
 async function picks(): Promise<void> {
   log('6. SDK pick() with 100 instances')
   const figures = await runPickBench()
@@ -344,6 +408,7 @@ async function main(): Promise<void> {
     if (want('push')) await push(etcd)
     if (want('scale')) await scale()
     if (want('pick')) await picks()
+    if (want('cluster')) await clusterFigures()
   } finally {
     await etcd?.stop()
     rmSync(work, { recursive: true, force: true })
