@@ -282,3 +282,51 @@ export type ServerMessage = z.infer<typeof ServerMessage>
 export const CLOSE_SLOW_CONSUMER = 4008
 /** Close code for a socket whose token was revoked or is not allowed to watch. */
 export const CLOSE_UNAUTHORIZED = 4001
+
+// ---------------------------------------------------------------------------------------
+// Tokens (POST/GET /v1/tokens, DELETE /v1/tokens/{id}): admin only.
+
+/**
+ * A scope a token grants: `read` (queries and the watch), `admin` (everything, tokens
+ * included) or `register:<service-pattern>` (register, heartbeat, patch and deregister
+ * instances of the services the pattern matches; `*` matches any run of characters, so
+ * `register:team-a.*` covers `team-a.orders`, and `register:*` every service).
+ */
+export const SCOPE_PATTERN = /^(read|admin|register:[A-Za-z0-9*][A-Za-z0-9._*-]{0,127})$/
+export const Scope = z
+  .string()
+  .regex(SCOPE_PATTERN, { error: 'must be read, admin or register:<service-pattern> (names with * wildcards)' })
+
+/** Body of POST /v1/tokens. */
+export const CreateTokenBody = z.strictObject({
+  scopes: z.array(Scope).min(1).max(32),
+  description: z.string().max(256).optional(),
+  /** Seconds until the token expires; none: it never does. At most ten years. */
+  ttlSeconds: z.int().min(1).max(10 * 365 * 86_400).optional(),
+})
+export type CreateTokenBody = z.infer<typeof CreateTokenBody>
+
+/** A token as GET /v1/tokens lists it: never its secret. */
+export const TokenInfo = z.object({
+  id: z.string(),
+  scopes: z.array(z.string()),
+  description: z.string().optional(),
+  createdAt: z.string(),
+  expiresAt: z.string().optional(),
+  revokedAt: z.string().optional(),
+})
+export type TokenInfo = z.infer<typeof TokenInfo>
+
+/** Answer of POST /v1/tokens: the secret, shown this once. */
+export const CreatedToken = z.object({
+  id: z.string(),
+  token: z.string(),
+  scopes: z.array(z.string()),
+  description: z.string().optional(),
+  createdAt: z.string(),
+  expiresAt: z.string().optional(),
+})
+export type CreatedToken = z.infer<typeof CreatedToken>
+
+export const TokensResponse = z.object({ tokens: z.array(TokenInfo) })
+export type TokensResponse = z.infer<typeof TokensResponse>

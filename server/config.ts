@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
+import { Scope } from '../client-sdk/protocol.js'
 
 /**
  * Every setting: its flag, its ROLLCALL_ variable, its default and its validation. Flags
@@ -43,6 +44,23 @@ const SETTINGS = {
   // Service names are a metrics label only for this many services; the rest add up under
   // service="_other", so a registry of many short-lived services cannot blow up Prometheus.
   'metrics-max-services': { env: 'ROLLCALL_METRICS_MAX_SERVICES', schema: intText(0, 10_000).default(100) },
+  // Security: README-security.md says how these fit together. server/auth/startup.ts
+  // checks the combinations (auth on needs a token; a public address needs auth).
+  auth: { env: 'ROLLCALL_AUTH', schema: onOff().default(false) },
+  'anonymous-scopes': { env: 'ROLLCALL_ANONYMOUS_SCOPES', schema: anonymousScopes().default([]) },
+  // On the command line a token shows in `ps`: the variable or the file is the better place.
+  'admin-token': {
+    env: 'ROLLCALL_ADMIN_TOKEN',
+    schema: z.string().min(16, { error: 'must be at least 16 characters' }).max(512).optional(),
+  },
+  'admin-token-file': { env: 'ROLLCALL_ADMIN_TOKEN_FILE', schema: z.string().min(1).optional() },
+  insecure: { env: 'ROLLCALL_INSECURE', boolean: true, schema: onOff().default(false) },
+  'tls-cert': { env: 'ROLLCALL_TLS_CERT', schema: z.string().min(1).optional() },
+  'tls-key': { env: 'ROLLCALL_TLS_KEY', schema: z.string().min(1).optional() },
+  // Requests per minute per token (per IP without one). Unset: 6000 with auth on, none
+  // without it (a loopback server for development and benchmarks). 0: none.
+  'rate-limit': { env: 'ROLLCALL_RATE_LIMIT', schema: intText(0, 10_000_000).optional() },
+  'max-watch-per-token': { env: 'ROLLCALL_MAX_WATCH_PER_TOKEN', schema: intText(1, 1_000_000).default(100) },
 } as const
 
 type Settings = typeof SETTINGS
@@ -72,6 +90,23 @@ export interface Config {
   checkConcurrency: number
   /** Most services that get their own `service` label in /metrics; the rest are `_other`. */
   metricsMaxServices: number
+  /** Whether every request needs a scope (anonymous requests get `anonymousScopes`). */
+  auth: boolean
+  /** What a request without a token may do when auth is on: `read`, `register:...`. */
+  anonymousScopes: string[]
+  /** The bootstrap admin token (ROLLCALL_ADMIN_TOKEN), if any. */
+  adminToken: string | undefined
+  /** A file holding the bootstrap admin token, read at start. */
+  adminTokenFile: string | undefined
+  /** Allows listening on a non-loopback address without auth. */
+  insecure: boolean
+  /** PEM certificate chain and private key files: both or neither; with them, HTTPS. */
+  tlsCert: string | undefined
+  tlsKey: string | undefined
+  /** Requests per minute per token or IP; undefined: 6000 with auth on, none without. 0: none. */
+  rateLimit: number | undefined
+  /** Most open watch connections per token. */
+  maxWatchPerToken: number
 }
 
 /** Comma-separated http(s) URLs, e.g. `http://10.0.0.1:2379,http://10.0.0.2:2379`. */
@@ -94,6 +129,24 @@ function intText(min: number, max: number) {
     .pipe(z.int().min(min, { error: `must be >= ${min}` }).max(max, { error: `must be <= ${max}` }))
 }
 
+function onOff() {
+  return z
+    .enum(['on', 'off'], { error: 'must be on or off' })
+    .transform((v) => v === 'on')
+}
+
+/** A comma-separated list of scopes; `admin` is refused (that is auth off). */
+function anonymousScopes() {
+  return z
+    .string()
+    .transform((v) => v.split(',').map((s) => s.trim()).filter((s) => s !== ''))
+    .pipe(
+      z
+        .array(Scope)
+        .refine((scopes) => !scopes.includes('admin'), { error: 'admin cannot be anonymous: use --auth off instead' }),
+    )
+}
+
 function fractionText() {
   return z
     .string()
@@ -113,7 +166,14 @@ export interface SettingHelp {
 export function describeSettings(): SettingHelp[] {
   return (Object.entries(SETTINGS) as Array<[SettingName, Settings[SettingName]]>).map(([name, setting]) => {
     const value: unknown = (setting.schema as z.ZodType).parse(undefined)
-    const text = typeof value === 'boolean' ? (value ? 'on' : 'off') : String(value)
+    const text =
+      typeof value === 'boolean'
+        ? value
+          ? 'on'
+          : 'off'
+        : value === undefined || (Array.isArray(value) && value.length === 0)
+          ? 'none'
+          : String(value)
     return { flag: `--${name}`, env: setting.env, default: text }
   })
 }
@@ -136,12 +196,14 @@ export function defaultConfig(): Config {
  * Throws ConfigError naming the first bad setting.
  */
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  // A setting marked `boolean` is a bare flag (`--insecure`); its variable says on or off.
   const options = Object.fromEntries(
-    Object.keys(SETTINGS).map((name) => [name, { type: 'string' as const }]),
-  ) as Record<SettingName, { type: 'string' }>
+    Object.entries(SETTINGS).map(([name, s]) => [name, { type: 'boolean' in s ? ('boolean' as const) : ('string' as const) }]),
+  ) as Record<SettingName, { type: 'string' | 'boolean' }>
   let flags: Record<string, string | undefined>
   try {
-    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string>
+    const values = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+    flags = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v === true ? 'on' : (v as string)]))
   } catch (err) {
     throw new ConfigError((err as Error).message.split('\n')[0] as string)
   }

@@ -1,6 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { pino } from 'pino'
+import { Authenticator } from './auth/authenticator.js'
+import { serverLogger } from './auth/redact.js'
+import { adminTokenOf, checkCanAuthenticate, checkExposure, rateLimitOf, tlsOf } from './auth/startup.js'
+import { TokenStore } from './auth/token-store.js'
 import type { Config } from './config.js'
 import { buildApp } from './http/app.js'
 import { HealthChecker } from './health/scheduler.js'
@@ -19,8 +22,10 @@ export interface Rollcall {
   cluster: EtcdRegistry | undefined
   /** Runs the active checks; undefined with `--checks=off`. */
   checker: HealthChecker | undefined
-  /** `http://host:port` as bound (port 0 resolved). */
+  /** `http://host:port` as bound (port 0 resolved); `https://` with TLS. */
   url: string
+  /** The API tokens (POST /v1/tokens and friends). */
+  tokens: TokenStore
   logger: Logger
   /** Stops accepting, finishes what is in flight, flushes and closes the store. */
   close(): Promise<void>
@@ -41,7 +46,11 @@ export interface RollcallDeps {
  * listens. `main.ts` adds signals and exit codes; black-box tests call this on port 0.
  */
 export async function startRollcall(config: Config, deps: RollcallDeps = {}): Promise<Rollcall> {
-  const logger = deps.logger ?? pino({ level: config.logLevel })
+  // Settings that can be refused are, before anything is opened or bound.
+  checkExposure(config)
+  const adminToken = adminTokenOf(config)
+  const tls = tlsOf(config)
+  const logger = deps.logger ?? serverLogger(config.logLevel)
   // The metrics exist only once the app does; commits before that (the load) go uncounted.
   let observeCommit: ((durationMs: number, changes: number) => void) | undefined
   let registry: RegistryApi
@@ -83,6 +92,25 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     }
   }
   const restoreMs = Math.round((performance.now() - openedAt) * 10) / 10
+  // Tokens live in SQLite: the store's own file, or in cluster mode a file of this node's.
+  const tokenDb = store instanceof SqliteStore ? store : SqliteStore.open(config.db)
+  const closeStores = async () => {
+    await store.close()
+    if (tokenDb !== store) await tokenDb.close()
+  }
+  const authenticator = new Authenticator({
+    enabled: config.auth,
+    tokens: TokenStore.open(tokenDb.database, deps.clock),
+    anonymousScopes: config.anonymousScopes,
+    adminToken,
+  })
+  try {
+    checkCanAuthenticate(config, authenticator.hasAdminToken, authenticator.tokens.activeCount)
+  } catch (err) {
+    await registry.flush().catch(() => undefined)
+    await closeStores()
+    throw err
+  }
   registry.onSelfPreservation((active) => {
     if (active) logger.warn('self-preservation on: too many leases lapsed at once; expiry is suspended')
     else logger.info('self-preservation off: renewals recovered; expiry resumes')
@@ -94,6 +122,8 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     logger,
     metricsMaxServices: config.metricsMaxServices,
     ...(deps.watch !== undefined && { watch: deps.watch }),
+    auth: { authenticator, rateLimit: rateLimitOf(config), maxWatchPerToken: config.maxWatchPerToken },
+    ...(tls !== undefined && { https: tls }),
   })
   observeCommit = (ms, changes) => app.metrics.observeCommit(ms, changes)
   const sweepEvery = deps.sweepIntervalMs ?? 250
@@ -112,7 +142,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     // Before the store closes: close() awaits the probes in flight, so none reports late.
     await checker?.close()
     await registry.flush().catch(() => undefined)
-    await store.close()
+    await closeStores()
   })
 
   try {
@@ -124,7 +154,7 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const host = config.host.includes(':') ? `[${config.host}]` : config.host
-  const url = `http://${host}:${port}`
+  const url = `${tls === undefined ? 'http' : 'https'}://${host}:${port}`
   if (cluster !== undefined) {
     const node = cluster
     node.onLeadership((leader) => logger.info({ node: node.nodeId, leader }, leader ? 'elected' : 'lost the election'))
@@ -142,5 +172,10 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     { address: url, db: store.location, revision: registry.revision, instances: registry.instanceCount, restoreMs },
     'rollcall listening',
   )
-  return { app, registry, cluster, checker, url, logger, close: () => app.close() }
+  if (config.auth) {
+    logger.info({ anonymousScopes: config.anonymousScopes, rateLimit: rateLimitOf(config) }, 'auth on')
+  } else if (config.insecure) {
+    logger.warn('auth off and --insecure: anyone who reaches the port can register, change and remove any instance')
+  }
+  return { app, registry, cluster, checker, url, logger, tokens: authenticator.tokens, close: () => app.close() }
 }

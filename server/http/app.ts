@@ -1,13 +1,18 @@
 import Fastify, { LogController } from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import { CLOSE_UNAUTHORIZED } from '../../client-sdk/protocol.js'
+import type { Authenticator } from '../auth/authenticator.js'
+import { closeLapsedWatches, installAuth, watchAuthGate } from '../auth/http-auth.js'
+import { redactUrl } from '../auth/redact.js'
 import type { RegistryApi } from '../registry/registry-api.js'
 import { GLOBAL, RevisionWaiters } from './blocking.js'
-import { errorBody, handleError, handleNotFound } from './errors.js'
+import { errorBody, handleClientError, handleError, handleNotFound } from './errors.js'
 import { Metrics } from './metrics.js'
 import { instanceRoutes } from './routes/instances.js'
 import { opsRoutes } from './routes/ops.js'
 import { serviceRoutes } from './routes/services.js'
+import { tokenRoutes } from './routes/tokens.js'
 import { watchRoutes } from './routes/watch.js'
 import type { WatchHubOptions } from './watch/watch-hub.js'
 import { WatchHub } from './watch/watch-hub.js'
@@ -32,6 +37,24 @@ export interface AppOptions {
   watch?: WatchHubOptions
   /** Most services with a `service` label of their own in /metrics. Default 100. */
   metricsMaxServices?: number
+  /** Tokens, scopes and limits (server/auth). None: no checks, no rate limit, no token routes. */
+  auth?: AppAuthOptions
+  /** A PEM certificate chain and key: the app serves HTTPS (and WSS). */
+  https?: { cert: Buffer; key: Buffer }
+  /**
+   * Largest request head (request line and headers) in bytes; past it Node's parser
+   * refuses the request, answered 413 in the error shape. Default 16 KiB.
+   */
+  maxHeaderSize?: number
+}
+
+/** The security part of {@link AppOptions}. */
+export interface AppAuthOptions {
+  authenticator: Authenticator
+  /** Requests per minute per token (per IP without one); 0: no limit. */
+  rateLimit: number
+  /** Most open watch connections per token. */
+  maxWatchPerToken: number
 }
 
 /**
@@ -47,8 +70,12 @@ export interface AppOptions {
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { registry } = options
   const bodyLimit = options.bodyLimit ?? 64 * 1024
+  // Node's parser enforces the head's size; our clientErrorHandler answers in the error shape.
+  const server = { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024 }
   const app = Fastify({
     ...(options.logger !== undefined && { loggerInstance: options.logger }),
+    ...(options.https !== undefined ? { https: { ...options.https, ...server } } : { http: server }),
+    clientErrorHandler: handleClientError,
     bodyLimit,
     // Names are at most 128 characters; longer ones reach the route and get a clear 400.
     routerOptions: { maxParamLength: 1024 },
@@ -83,7 +110,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     request.log.info(
-      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+      { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
       'request',
     )
   })
@@ -112,13 +139,40 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler(handleError)
   app.setNotFoundHandler(handleNotFound)
 
+  const auth = options.auth
+  if (auth !== undefined) {
+    // Before any route: the rate limit attaches itself to routes as they are added.
+    await installAuth(app, {
+      authenticator: auth.authenticator,
+      rateLimit: auth.rateLimit,
+      maxWatchPerToken: auth.maxWatchPerToken,
+      watchCount: (label) => app.watchHub.countLabel(label),
+    })
+  }
+
   const context = { registry, waiters }
   await app.register(instanceRoutes, context)
   await app.register(serviceRoutes, context)
   await app.register(opsRoutes, { ...context, metrics })
-  const hub = new WatchHub(registry, options.watch, metrics.watchEvents)
+  const hub = new WatchHub(
+    registry,
+    auth === undefined ? options.watch : { ...options.watch, maxPerLabel: auth.maxWatchPerToken },
+    metrics.watchEvents,
+  )
   metrics.trackWatchHub(hub)
   app.decorate('watchHub', hub)
-  await app.register(watchRoutes, { hub })
+  if (auth === undefined) {
+    await app.register(watchRoutes, { hub })
+    return app
+  }
+  await app.register(watchRoutes, { hub, authGate: watchAuthGate(auth.authenticator) })
+  const { authenticator } = auth
+  await app.register(tokenRoutes, {
+    tokens: authenticator.tokens,
+    onRevoke: (id) => hub.closeWhere((session) => session.label === id, CLOSE_UNAUTHORIZED, 'token revoked'),
+  })
+  // A token that expires while its sockets are open loses them at the next sweep.
+  const lapses = registry.onSweep(() => closeLapsedWatches(hub, authenticator))
+  app.addHook('onClose', async () => lapses.dispose())
   return app
 }

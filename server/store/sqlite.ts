@@ -117,6 +117,14 @@ export class SqliteStore implements RegistryStore {
     return new SqliteStore(db, location, options.changeRetention ?? 10_000, options.onCommit)
   }
 
+  /**
+   * The open database, for the stores of other concerns that share its file and its
+   * migrations (API tokens: server/auth/token-store.ts). Closed by {@link close}.
+   */
+  get database(): Database {
+    return this.#db
+  }
+
   async load(recentChanges: number): Promise<LoadedState> {
     const db = this.#db
     const revision = (db.prepare("SELECT value FROM meta WHERE key = 'revision'").get() as { value: number }).value

@@ -3,7 +3,8 @@ import type { Change } from '../../registry/change.js'
 import type { Disposable } from '../../registry/disposable.js'
 import type { RegistryApi } from '../../registry/registry-api.js'
 import { toWire } from '../../registry/record.js'
-import { WatchSession } from './watch-session.js'
+import type { AuthGate } from './watch-session.js'
+import { CLOSE_POLICY, WatchSession } from './watch-session.js'
 
 /** Options of the {@link WatchHub}, with their defaults. */
 export interface WatchHubOptions {
@@ -11,6 +12,10 @@ export interface WatchHubOptions {
   maxBufferedBytes?: number
   /** How often peers are pinged; one missed pong drops them. Default 30 s. 0: never. */
   pingIntervalMs?: number
+  /** Most open sessions with one label (token); past it a socket is closed with 1008. Default: no limit. */
+  maxPerLabel?: number
+  /** How long a socket opened without credentials has to send its auth frame. Default 5 s. */
+  authTimeoutMs?: number
 }
 
 /** What a session reports to whoever counts (metrics). */
@@ -33,10 +38,14 @@ interface CachedSnapshot {
 export class WatchHub {
   readonly registry: RegistryApi
   readonly maxBufferedBytes: number
+  readonly maxPerLabel: number
+  readonly authTimeoutMs: number
   readonly events: WatchEvents
   readonly #all = new Set<WatchSession>()
   readonly #byService = new Map<string, Set<WatchSession>>()
   readonly #sessions = new Set<WatchSession>()
+  /** Open sessions per label (token id): the per-token connection limit counts here. */
+  readonly #perLabel = new Map<string, number>()
   readonly #subscription: Disposable
   readonly #pinger: NodeJS.Timeout | undefined
   #allSnapshot: CachedSnapshot | undefined
@@ -45,6 +54,8 @@ export class WatchHub {
   constructor(registry: RegistryApi, options: WatchHubOptions = {}, events: WatchEvents = {}) {
     this.registry = registry
     this.maxBufferedBytes = options.maxBufferedBytes ?? 1024 * 1024
+    this.maxPerLabel = options.maxPerLabel ?? Number.POSITIVE_INFINITY
+    this.authTimeoutMs = options.authTimeoutMs ?? 5000
     this.events = events
     this.#subscription = registry.onChange((change) => this.#fanOut(change))
     const every = options.pingIntervalMs ?? 30_000
@@ -56,16 +67,57 @@ export class WatchHub {
     return this.#sessions.size
   }
 
-  /** Takes a freshly upgraded socket. */
-  accept(socket: WebSocket, label?: string): WatchSession {
-    const session = new WatchSession(this, socket, label)
+  /**
+   * Takes a freshly upgraded socket. `label` names who opened it (a token id), so that
+   * {@link closeWhere} can close a revoked token's sockets; `gate`, for a socket opened
+   * without credentials, makes it authenticate in its first frame.
+   */
+  accept(socket: WebSocket, label?: string, gate?: AuthGate): WatchSession {
+    const session = new WatchSession(this, socket, label, gate)
     if (this.#closed) {
       socket.close(1001, 'server shutting down')
       return session
     }
+    // The upgrade was refused with a 429 at this limit already; upgrades that were in
+    // flight together can only get here, and are closed, so the bound holds.
+    if (label !== undefined && this.countLabel(label) >= this.maxPerLabel) {
+      socket.close(CLOSE_POLICY, 'too many watch connections for this token')
+      return session
+    }
     this.#sessions.add(session)
+    this.#count(label, 1)
     socket.once('close', () => this.release(session))
     return session
+  }
+
+  /** Open sessions labelled `label`. */
+  countLabel(label: string): number {
+    return this.#perLabel.get(label) ?? 0
+  }
+
+  /** Every label with an open session. */
+  labels(): string[] {
+    return [...this.#perLabel.keys()]
+  }
+
+  /**
+   * Gives a session that authenticated in its first frame its label. False when that
+   * label is at its limit of sessions: the session is then refused.
+   */
+  relabel(session: WatchSession, label: string): boolean {
+    if (!this.#sessions.has(session)) return false
+    if (this.countLabel(label) >= this.maxPerLabel) return false
+    this.#count(session.label, -1)
+    session.relabelled(label)
+    this.#count(label, 1)
+    return true
+  }
+
+  #count(label: string | undefined, delta: number): void {
+    if (label === undefined) return
+    const n = (this.#perLabel.get(label) ?? 0) + delta
+    if (n > 0) this.#perLabel.set(label, n)
+    else this.#perLabel.delete(label)
   }
 
   /** Adds `session` to the fan-out for `selector` ("*" or a service name). */
@@ -167,7 +219,8 @@ export class WatchHub {
    * as the server decides to close it (its closing handshake may take a while).
    */
   release(session: WatchSession): void {
-    this.#sessions.delete(session)
+    // Called twice for a session the server closes (now, and at its close event): count once.
+    if (this.#sessions.delete(session)) this.#count(session.label, -1)
     this.#all.delete(session)
     for (const selector of session.selectors) this.unindex(session, selector)
   }

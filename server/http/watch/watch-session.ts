@@ -1,6 +1,6 @@
 import type { RawData, WebSocket } from 'ws'
 import type { ErrorCode } from '../../../client-sdk/protocol.js'
-import { ClientMessage, MAX_CLIENT_FRAME_BYTES, CLOSE_SLOW_CONSUMER } from '../../../client-sdk/protocol.js'
+import { ClientMessage, MAX_CLIENT_FRAME_BYTES, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED } from '../../../client-sdk/protocol.js'
 import { fromZod } from '../errors.js'
 import type { WatchHub } from './watch-hub.js'
 
@@ -8,6 +8,19 @@ type Subscribe = Extract<ClientMessage, { type: 'subscribe' }>
 
 const TEXT = { binary: false } as const
 const OPEN = 1
+
+/** Close code for a token over its limit of watch connections: policy violation. */
+export const CLOSE_POLICY = 1008
+
+/**
+ * How a socket that opened without credentials (auth on, no Authorization header at the
+ * upgrade, no anonymous `read`) authenticates: with an `auth` frame first, within the
+ * hub's `authTimeoutMs`; anything else first closes it with 4001.
+ */
+export interface AuthGate {
+  /** The label (token id) a token stands for if it may watch, or why not. */
+  authenticate(token: string): { ok: true; label: string } | { ok: false; code: ErrorCode; message: string }
+}
 
 /**
  * One watch connection: its subscriptions, and the revision it has been brought up to
@@ -18,8 +31,7 @@ const OPEN = 1
  * waits for the registry to settle, and the next message waits for it.
  */
 export class WatchSession {
-  /** Who is on the other end (a token id once auth exists), for closing by owner. */
-  readonly label: string | undefined
+  #label: string | undefined
   /** What this session is subscribed to: service names and/or "*". */
   readonly selectors = new Set<string>()
   /** The newest revision this session has been sent or brought up to; -1 before any. */
@@ -31,18 +43,45 @@ export class WatchSession {
   #closed = false
   /** Bytes of the last snapshot, allowed on top of the buffer bound while it drains. */
   #snapshotBytes = 0
+  /** Set until a socket that opened without credentials authenticates in its first frame. */
+  #gate: AuthGate | undefined
+  #gateTimer: NodeJS.Timeout | undefined
 
-  constructor(hub: WatchHub, socket: WebSocket, label?: string) {
+  constructor(hub: WatchHub, socket: WebSocket, label?: string, gate?: AuthGate) {
     this.#hub = hub
     this.#socket = socket
-    this.label = label
+    this.#label = label
+    if (gate !== undefined) {
+      this.#gate = gate
+      const ms = hub.authTimeoutMs
+      this.#gateTimer = setTimeout(
+        () => this.#refuse('UNAUTHENTICATED', `auth: no auth frame within ${ms} ms`, CLOSE_UNAUTHORIZED),
+        ms,
+      )
+    }
     socket.on('message', (data, isBinary) => this.#receive(data, isBinary))
     socket.on('pong', () => {
       this.#alive = true
     })
     socket.once('close', () => {
       this.#closed = true
+      clearTimeout(this.#gateTimer)
     })
+  }
+
+  /** Who is on the other end (a token id), for limits and closing by owner; undefined: anonymous. */
+  get label(): string | undefined {
+    return this.#label
+  }
+
+  /** Called by the hub only, which keeps the count per label. */
+  relabelled(label: string): void {
+    this.#label = label
+  }
+
+  /** Whether the session still waits for its auth frame. */
+  get awaitingAuth(): boolean {
+    return this.#gate !== undefined
   }
 
   /** Sends a change frame if it is above the cursor. Returns whether it was sent. */
@@ -69,6 +108,7 @@ export class WatchSession {
   close(code: number, reason: string): void {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#gateTimer)
     this.#hub.release(this)
     this.#socket.close(code, reason)
   }
@@ -91,6 +131,23 @@ export class WatchSession {
 
   #error(code: ErrorCode, message: string): void {
     this.#send(JSON.stringify({ type: 'error', error: { code, message } }))
+  }
+
+  /** An error message, then the close: the client learns why before the socket goes. */
+  #refuse(code: ErrorCode, message: string, closeCode: number): void {
+    if (this.#closed) return
+    this.#error(code, message)
+    this.close(closeCode, message.slice(0, 120))
+  }
+
+  #authenticate(token: string): void {
+    const result = (this.#gate as AuthGate).authenticate(token)
+    if (!result.ok) return this.#refuse(result.code, result.message, CLOSE_UNAUTHORIZED)
+    if (!this.#hub.relabel(this, result.label)) {
+      return this.#refuse('RATE_LIMITED', `watch: at most ${this.#hub.maxPerLabel} open watch connections per token`, CLOSE_POLICY)
+    }
+    this.#gate = undefined
+    clearTimeout(this.#gateTimer)
   }
 
   #receive(data: RawData, isBinary: boolean): void {
@@ -119,6 +176,10 @@ export class WatchSession {
 
   async #handle(message: ClientMessage): Promise<void> {
     if (this.#closed) return
+    if (this.#gate !== undefined) {
+      if (message.type === 'auth') return this.#authenticate(message.token)
+      return this.#refuse('UNAUTHENTICATED', 'auth: send {"type":"auth","token":"..."} as the first frame', CLOSE_UNAUTHORIZED)
+    }
     switch (message.type) {
       case 'subscribe':
         return this.#subscribe(message)
@@ -128,8 +189,8 @@ export class WatchSession {
         }
         return
       case 'auth':
-        // Tokens are checked at the upgrade when authentication is on; without it an
-        // auth frame has nothing to do, and an SDK that always sends one is welcome.
+        // The token came at the upgrade, the session is already authenticated, or auth
+        // is off: an auth frame has nothing to do, and an SDK that always sends one is welcome.
         return
       default: {
         const never: never = message
