@@ -1,3 +1,4 @@
+import { Etcd3 } from 'etcd3'
 import t from 'tap'
 import { startEtcdCluster, uniquePrefix } from './helpers/etcd-cluster.js'
 import { startNodes } from './helpers/cluster-nodes.js'
@@ -118,4 +119,59 @@ t.test('a heartbeat revives a critical instance with a new lease', async (t) => 
   t.equal(((await hb.json()) as { health: string }).health, 'passing', 'revived by the heartbeat, through the other node')
   await watcher.until(() => watcher.view.get('rev')?.get('r-1')?.health === 'passing')
   t.pass('the revival is pushed')
+})
+
+t.test('a node started later replays etcd history to a watcher resuming with an older since', async (t) => {
+  const prefix = uniquePrefix()
+  const [a] = await startNodes(t, etcd.endpoints, prefix, 1)
+  const revisions: number[] = []
+  for (let i = 0; i < 4; i++) {
+    const res = await a!.request('PUT', `/v1/services/hist/instances/h-${i}`, instanceBody({ port: 9200 + i }))
+    revisions.push(((await res.json()) as { revision: number }).revision)
+  }
+  t.equal((await a!.request('DELETE', '/v1/services/hist/instances/h-3')).status, 204)
+
+  // This node starts after all of it: its log comes from etcd's history.
+  const [late] = await startNodes(t, etcd.endpoints, prefix, 1)
+  const w = await WatchClient.open(late!.url)
+  t.teardown(() => w.close())
+  w.subscribe(['hist'], revisions[0])
+  const got = [await w.next(), await w.next(), await w.next(), await w.next()] as Array<{
+    type: string
+    op: string
+    revision: number
+    instance: { id: string; port: number }
+  }>
+  t.same(got.map((m) => m.type), ['change', 'change', 'change', 'change'], 'a replay, not a snapshot')
+  t.same(got.map((m) => `${m.op}:${m.instance.id}`), ['upsert:h-1', 'upsert:h-2', 'upsert:h-3', 'delete:h-3'])
+  t.same(got.slice(0, 3).map((m) => m.revision), revisions.slice(1))
+  t.ok(got[3]!.revision > got[2]!.revision)
+  t.equal(got[3]!.instance.port, 9203, 'a removal carries the instance as it was')
+
+  // And a since from before anything etcd still holds for this prefix is answered too,
+  // while one older than the node's history reaches gets a snapshot (tested in the core).
+  const live = await a!.request('PUT', '/v1/services/hist/instances/h-9', instanceBody())
+  const rev = ((await live.json()) as { revision: number }).revision
+  await w.until(() => w.revision === rev)
+  t.pass('live changes follow the replay')
+})
+
+t.test('when etcd compacted past since, a resuming watcher gets a snapshot', async (t) => {
+  const prefix = uniquePrefix()
+  const [a] = await startNodes(t, etcd.endpoints, prefix, 1)
+  const first = ((await (await a!.request('PUT', '/v1/services/cmp/instances/c-1', instanceBody())).json()) as { revision: number }).revision
+  const second = ((await (await a!.request('PUT', '/v1/services/cmp/instances/c-2', instanceBody())).json()) as { revision: number }).revision
+  const client = new Etcd3({ hosts: etcd.endpoints })
+  t.teardown(() => client.close())
+  await client.kv.compact({ revision: String(second), physical: true })
+
+  // A node started now cannot read history before the compaction.
+  const [late] = await startNodes(t, etcd.endpoints, prefix, 1)
+  const w = await WatchClient.open(late!.url)
+  t.teardown(() => w.close())
+  w.subscribe(['cmp'], first - 1)
+  const m = await w.next()
+  t.match(m, { type: 'snapshot' }, 'a snapshot, not a partial replay')
+  t.ok((m as { revision: number }).revision >= second, 'as of a revision no older than what was acknowledged')
+  t.same([...(w.view.get('cmp')?.keys() ?? [])].sort(), ['c-1', 'c-2'])
 })

@@ -131,6 +131,10 @@ export class EtcdRegistry implements RegistryApi {
   #nodeLease: ReturnType<Namespace['lease']> | undefined
   #announced: string | undefined
   #liveNodes: string[] = []
+  /** Events up to this revision are history read at start: logged for resume, not applied. */
+  #historyUntil = 0
+  /** The newest etcd revision received from the watch, history included. */
+  #seen = 0
   #closed = false
 
   private constructor(options: EtcdRegistryOptions) {
@@ -309,14 +313,14 @@ export class EtcdRegistry implements RegistryApi {
   }
 
   /** Resolves once this node applied etcd revision `revision`, or after the catch-up bound. */
-  reach(revision: number): Promise<void> {
+  reach(revision: number, timeoutMs = this.#catchUpMs): Promise<void> {
     if (this.#applied >= revision || this.#closed) return Promise.resolve()
     return new Promise<void>((resolve) => {
       const waiter: Waiter = { revision, resolve: () => undefined }
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter)
         resolve()
-      }, this.#catchUpMs)
+      }, timeoutMs)
       waiter.resolve = () => {
         clearTimeout(timer)
         resolve()
@@ -641,15 +645,49 @@ export class EtcdRegistry implements RegistryApi {
 
   // ---- following etcd -------------------------------------------------------------------
 
+  /**
+   * Reads the state as of one revision R, then follows etcd from before R: the changes
+   * up to R (as far back as the change log holds, and etcd still has them) fill the log,
+   * so a watcher that resumes here with a `since` another node served is replayed to,
+   * not sent a snapshot. A write of the revision key marks where history ends.
+   */
   async #load(): Promise<void> {
     const res = await this.#ns.getAll().prefix('').exec()
     const at = Number(res.header.revision)
     this.#rebuild(res.kvs, at)
-    this.#follow(at + 1)
+    const from = Math.max(1, at - this.#log.capacity + 1)
+    this.#historyUntil = at
+    this.#seen = from - 1
+    this.#log.reset(from - 1)
+    this.#follow(from)
+    const touch = await this.#ns.put(REVISION_KEY).value('').exec()
+    const end = Number(touch.header.revision)
+    await this.reach(end, 30_000)
+    if (this.#applied < end) {
+      // History did not arrive in time: resume works from now on only.
+      this.#logger?.warn({ from, to: at }, 'etcd history not read at start; watchers resuming from before it get a snapshot')
+      this.#historyUntil = 0
+      this.#log.reset(this.#revision)
+    }
+  }
+
+  /** One change read from history (at most R): into the log only; memory already has it. */
+  #history(ev: IWatchResponse['events'][number], key: string, rev: number): void {
+    if (!key.startsWith(INSTANCES)) return
+    const value = ev.type === 'Put' ? ev.kv.value : ev.prev_kv?.value
+    if (value === undefined || value.length === 0) {
+      // A removal whose instance etcd no longer has: the log can be complete only after it.
+      this.#log.reset(rev)
+      return
+    }
+    const r = fromStored(JSON.parse(value.toString()) as StoredInstance, rev)
+    this.#log.push(makeChange(rev, ev.type === 'Put' ? 'upsert' : 'delete', toWire(r)))
   }
 
   /** Replaces memory with the state in `kvs`, as of etcd revision `at`. */
   #rebuild(kvs: IKeyValue[], at: number): void {
+    this.#historyUntil = 0
+    this.#seen = at
     this.#services.clear()
     this.#leases.clear()
     this.#nodes.clear()
@@ -686,8 +724,8 @@ export class EtcdRegistry implements RegistryApi {
     watcher.on('disconnected', () => {
       // etcd3 re-attaches with its backoff from the revision after the last response
       // header it saw, which can be ahead of the events received (a catch-up cut short by
-      // a dying member). Re-attach from what this node applied instead: nothing skipped.
-      ;(watcher as unknown as { request: { start_revision: string } }).request.start_revision = String(this.#applied + 1)
+      // a dying member). Re-attach from what this node received instead: nothing skipped.
+      ;(watcher as unknown as { request: { start_revision: string } }).request.start_revision = String(this.#seen + 1)
     })
     watcher.on('error', (err: Error) => {
       if (this.#watcher !== watcher || this.#closed) return
@@ -722,6 +760,11 @@ export class EtcdRegistry implements RegistryApi {
       const kv = ev.kv
       const key = kv.key.toString()
       const rev = Number(kv.mod_revision)
+      if (rev > this.#seen) this.#seen = rev
+      if (rev <= this.#historyUntil) {
+        this.#history(ev, key, rev)
+        continue
+      }
       // Already applied: a re-attached watch never repeats one, but stay safe if it did.
       if (rev <= floor) continue
       const put = ev.type === 'Put'
