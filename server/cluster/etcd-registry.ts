@@ -34,8 +34,8 @@ export interface EtcdRegistryOptions {
   clock?: Clock
   /** How many recent changes each node keeps for watch resume. Default 10,000. */
   changeLogSize?: number
-  /** As in {@link RegistryOptions}: applied by the elected node. */
-  selfPreservation?: { threshold?: number; minInstances?: number }
+  /** As in the single-node registry's options: applied by the elected node. */
+  selfPreservation?: { threshold?: number; minInstances?: number; windowMs?: number }
   /** Makes ids for POST registrations. Default: random UUIDs. */
   newId?: () => string
   /** Whether active checks count (`--checks`). Default true. */
@@ -99,6 +99,9 @@ export class EtcdRegistry implements RegistryApi {
   readonly #log: ChangeLog
   readonly #spThreshold: number
   readonly #spMinInstances: number
+  readonly #spWindowMs: number
+  /** When the elected node expired each recent lease, oldest first: the self-preservation window. */
+  #recentExpiries: number[] = []
   readonly #newId: () => string
   readonly #checksEnabled: boolean
   readonly #sessionTtl: number
@@ -153,6 +156,7 @@ export class EtcdRegistry implements RegistryApi {
     this.#log = new ChangeLog(options.changeLogSize ?? 10_000, 0)
     this.#spThreshold = options.selfPreservation?.threshold ?? 0.5
     this.#spMinInstances = options.selfPreservation?.minInstances ?? 10
+    this.#spWindowMs = options.selfPreservation?.windowMs ?? 30_000
     this.#newId = options.newId ?? randomUUID
     this.#checksEnabled = options.checksEnabled ?? true
     this.#sessionTtl = options.sessionTtlSeconds ?? 10
@@ -573,13 +577,22 @@ export class EtcdRegistry implements RegistryApi {
       }
     }
     const dueCount = due?.length ?? 0
+    // As on a single node: lapses within the window count together with those due now.
+    const recent = this.#recentExpiries
+    let stale = 0
+    while (stale < recent.length && (recent[stale] as number) <= now - this.#spWindowMs) stale++
+    if (stale > 0) recent.splice(0, stale)
     const hold =
-      dueCount > 0 && this.#count >= this.#spMinInstances && dueCount > this.#spThreshold * this.#count
+      dueCount > 0 && this.#count >= this.#spMinInstances && dueCount + recent.length > this.#spThreshold * this.#count
     this.#setSelfPreservation(hold)
     report.selfPreservation = hold
     if (hold) report.held = dueCount
     else if (due !== undefined) {
-      for (const r of due) if (this.#expire(r, now)) report.expired++
+      for (const r of due) {
+        if (!this.#expire(r, now)) continue
+        report.expired++
+        if (this.#spWindowMs > 0) recent.push(now)
+      }
     }
     if (gone !== undefined) {
       for (const r of gone) if (this.#leaderRemove(r)) report.removed++
