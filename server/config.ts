@@ -20,6 +20,7 @@ const SETTINGS = {
     schema: fractionText().default(0.5),
   },
   'self-preservation-min': { env: 'ROLLCALL_SELF_PRESERVATION_MIN', schema: intText(0, 1_000_000).default(10) },
+  'self-preservation-window': { env: 'ROLLCALL_SELF_PRESERVATION_WINDOW', schema: intText(0, 3600).default(30) },
   'change-history': { env: 'ROLLCALL_CHANGE_HISTORY', schema: intText(10_000, 10_000_000).default(10_000) },
   // Cluster mode (README-cluster.md): several nodes over one etcd cluster instead of SQLite.
   store: { env: 'ROLLCALL_STORE', schema: z.enum(['sqlite', 'etcd'], { error: 'must be sqlite or etcd' }).default('sqlite') },
@@ -75,6 +76,8 @@ export interface Config {
   durability: 'normal' | 'full'
   selfPreservationThreshold: number
   selfPreservationMin: number
+  /** Seconds over which lease expiries count together for self-preservation; 0: one sweep. */
+  selfPreservationWindow: number
   changeHistory: number
   /** Where state lives: one SQLite file, or an etcd cluster shared by several nodes. */
   store: 'sqlite' | 'etcd'

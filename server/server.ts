@@ -83,7 +83,11 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
         store: sqlite,
         changeLogSize: config.changeHistory,
         checksEnabled: config.checks,
-        selfPreservation: { threshold: config.selfPreservationThreshold, minInstances: config.selfPreservationMin },
+        selfPreservation: {
+          threshold: config.selfPreservationThreshold,
+          minInstances: config.selfPreservationMin,
+          windowMs: config.selfPreservationWindow * 1000,
+        },
         ...(deps.clock !== undefined && { clock: deps.clock }),
       })
     } catch (err) {
@@ -92,8 +96,10 @@ export async function startRollcall(config: Config, deps: RollcallDeps = {}): Pr
     }
   }
   const restoreMs = Math.round((performance.now() - openedAt) * 10) / 10
-  // Tokens live in SQLite: the store's own file, or in cluster mode a file of this node's.
-  const tokenDb = store instanceof SqliteStore ? store : SqliteStore.open(config.db)
+  // Tokens live in SQLite: the store's own file. In cluster mode, a file of this node's
+  // (--db) with auth on; with auth off no token is ever looked at, and nodes on one machine
+  // must not share a file they would all migrate at once: memory.
+  const tokenDb = store instanceof SqliteStore ? store : SqliteStore.open(config.auth ? config.db : ':memory:')
   const closeStores = async () => {
     await store.close()
     if (tokenDb !== store) await tokenDb.close()

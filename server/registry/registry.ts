@@ -36,7 +36,7 @@ export interface RegistryOptions {
    * would expire in one sweep, as Eureka's self-preservation, but only once at least
    * `minInstances` (default 10) are registered, so a small registry expires normally.
    */
-  selfPreservation?: { threshold?: number; minInstances?: number }
+  selfPreservation?: { threshold?: number; minInstances?: number; windowMs?: number }
   /** Makes ids for POST registrations. Default: random UUIDs. */
   newId?: () => string
   /**
@@ -105,6 +105,9 @@ export class Registry implements RegistryApi {
   readonly #log: ChangeLog
   readonly #spThreshold: number
   readonly #spMinInstances: number
+  readonly #spWindowMs: number
+  /** When each recent lease expiry happened, oldest first, for the self-preservation window. */
+  #recentExpiries: number[] = []
   readonly #newId: () => string
   readonly #checksEnabled: boolean
   readonly #services = new Map<string, ServiceEntry>()
@@ -125,6 +128,7 @@ export class Registry implements RegistryApi {
     this.#log = new ChangeLog(options.changeLogSize ?? 10_000)
     this.#spThreshold = options.selfPreservation?.threshold ?? 0.5
     this.#spMinInstances = options.selfPreservation?.minInstances ?? 10
+    this.#spWindowMs = options.selfPreservation?.windowMs ?? 30_000
     this.#newId = options.newId ?? randomUUID
     this.#checksEnabled = options.checksEnabled ?? true
   }
@@ -380,8 +384,17 @@ export class Registry implements RegistryApi {
     const report: SweepReport = { expired: 0, removed: 0, held: 0, selfPreservation: false }
     if (this.#failed !== undefined) return report
     const dueCount = due?.length ?? 0
+    // Lapses that come together count together: those due now plus those expired within
+    // the window. A partition from the registry's clients makes leases lapse over one TTL,
+    // not in one sweep; counting only one sweep would never see it. Window 0: one sweep.
+    const recent = this.#recentExpiries
+    let stale = 0
+    while (stale < recent.length && (recent[stale] as number) <= now - this.#spWindowMs) stale++
+    if (stale > 0) recent.splice(0, stale)
     const hold =
-      dueCount > 0 && this.#count >= this.#spMinInstances && dueCount > this.#spThreshold * this.#count
+      dueCount > 0 &&
+      this.#count >= this.#spMinInstances &&
+      dueCount + recent.length > this.#spThreshold * this.#count
     if (hold !== this.#selfPreservation) {
       // Switches off only once renewals brought the lapsed share back under the threshold.
       this.#selfPreservation = hold
@@ -394,6 +407,7 @@ export class Registry implements RegistryApi {
         r.leaseOk = false
         if (settleHealth(r, now)) this.#commit(r, 'upsert')
         report.expired++
+        if (this.#spWindowMs > 0) recent.push(now)
         // deregisterAfterSeconds 0 means no time in critical: removed by this same sweep.
         if (removalDue(r, now)) (gone ??= []).push(r)
       }

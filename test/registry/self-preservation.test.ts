@@ -98,3 +98,51 @@ t.test('removals of instances already critical go on under self-preservation', a
   t.equal(report.removed, 1)
   t.equal(registry.get('old', 'x'), undefined)
 })
+
+t.test('lapses spread over several sweeps count together within the window (a partition)', async (t) => {
+  const fx = await openCore()
+  const { registry, clock } = fx
+  const seen = events(fx)
+  await fleet(fx, 10)
+  // The registry loses its clients: leases lapse a few at a time, over several sweeps.
+  clock.advance(TTL * 1000 - 2)
+  for (let i = 3; i < 10; i++) registry.heartbeat('orders', `i-${i}`)
+  clock.advance(2)
+  t.equal(registry.sweep().expired, 3, '3 of 10 lapse: under the share, they expire')
+  clock.advance(TTL * 1000)
+  const second = registry.sweep()
+  t.equal(second.held, 7, 'the next 7 would make 10 of 10 within the window: held')
+  t.equal(second.selfPreservation, true)
+  t.same(seen, [true])
+  // Renewals come back for 5 of the 7; the 3 early expiries are still within the window.
+  for (let i = 3; i < 8; i++) registry.heartbeat('orders', `i-${i}`)
+  const third = registry.sweep()
+  t.equal(third.expired, 2, '2 due + 3 recent = 5, not more than half: expiry resumes')
+  t.same(seen, [true, false])
+})
+
+t.test('window 0 counts one sweep only, as the bare rule', async (t) => {
+  const fx = await openCore({ selfPreservation: { windowMs: 0 } })
+  const { registry, clock } = fx
+  await fleet(fx, 10)
+  clock.advance(TTL * 1000 - 2)
+  for (let i = 3; i < 10; i++) registry.heartbeat('orders', `i-${i}`)
+  clock.advance(2)
+  t.equal(registry.sweep().expired, 3)
+  clock.advance(TTL * 1000)
+  for (let i = 6; i < 10; i++) registry.heartbeat('orders', `i-${i}`)
+  t.equal(registry.sweep().expired, 3, 'another 3 in a later sweep: expired, the first 3 are not counted')
+})
+
+t.test('expiries older than the window stop counting', async (t) => {
+  const fx = await openCore()
+  const { registry, clock } = fx
+  await fleet(fx, 10)
+  clock.advance(TTL * 1000 - 2)
+  for (let i = 4; i < 10; i++) registry.heartbeat('orders', `i-${i}`)
+  clock.advance(2)
+  t.equal(registry.sweep().expired, 4)
+  clock.advance(31_000)
+  for (let i = 8; i < 10; i++) registry.heartbeat('orders', `i-${i}`)
+  t.equal(registry.sweep().expired, 4, '31 s later the first 4 are out of the window: 4 more expire')
+})
