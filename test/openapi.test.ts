@@ -412,6 +412,15 @@ t.test('real answers match the spec', async (t) => {
   await call('GET', '/metrics', '/metrics')
   await call('GET', '/openapi.yaml', '/openapi.yaml')
 
+  // The dashboard: the page, a file, a file not modified, a file that is not there.
+  await call('GET', '/ui', '/ui')
+  await call('GET', '/ui', '/ui', undefined, { 'if-none-match': (await s.request('GET', '/ui')).headers.get('etag') ?? '' })
+  const script = await s.request('GET', '/ui/app.js')
+  const scriptEtag = script.headers.get('etag') ?? ''
+  await conforms(t, seen, 'GET', '/ui/{file}', script)
+  await call('GET', '/ui/{file}', '/ui/app.js', undefined, { 'if-none-match': scriptEtag })
+  await call('GET', '/ui/{file}', '/ui/nope.js')
+
   // Tokens, with auth off (anyone may); test/auth-openapi.test.ts drives 401, 403 and 429.
   const token = (await call('POST', '/v1/tokens', '/v1/tokens', { scopes: ['read', 'register:team-a.*'], description: 'spec', ttlSeconds: 60 })) as { id: string }
   await call('POST', '/v1/tokens', '/v1/tokens', { scopes: ['write'] })

@@ -12,6 +12,7 @@ import { Metrics } from './metrics.js'
 import { instanceRoutes } from './routes/instances.js'
 import { opsRoutes } from './routes/ops.js'
 import { serviceRoutes } from './routes/services.js'
+import { uiRoutes } from './routes/ui.js'
 import { tokenRoutes } from './routes/tokens.js'
 import { watchRoutes } from './routes/watch.js'
 import type { WatchHubOptions } from './watch/watch-hub.js'
@@ -154,6 +155,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(instanceRoutes, context)
   await app.register(serviceRoutes, context)
   await app.register(opsRoutes, { ...context, metrics })
+  await app.register(uiRoutes)
   const hub = new WatchHub(
     registry,
     auth === undefined ? options.watch : { ...options.watch, maxPerLabel: auth.maxWatchPerToken },
