@@ -12,15 +12,17 @@ import { systemClock } from '../registry/clock.js'
 import type { Disposable } from '../registry/disposable.js'
 import { Emitter } from '../registry/disposable.js'
 import { RegistryError, instanceNotFound } from '../registry/errors.js'
-import { initialCheckHealth, nextCheckHealth, removalDue, settleHealth } from '../registry/lifecycle.js'
+import { nextCheckHealth, removalDue, settleHealth } from '../registry/lifecycle.js'
 import type { InstanceRecord } from '../registry/record.js'
-import { sameJson, sameSpec, toWire } from '../registry/record.js'
+import { sameJson, toWire } from '../registry/record.js'
 import type { RegistryApi } from '../registry/registry-api.js'
 import type { ProbeOutcome, Registration, ServiceEntry, SweepReport, Update } from '../registry/registry.js'
 import type { CheckedRegistry } from '../health/scheduler.js'
 import { ELECTION, INSTANCES, LEASES, NODES, REVISION_KEY, instanceKey, leaseKey, nodeKey, splitName } from './keys.js'
 import { LeaseKeepalives } from './lease-keepalive.js'
+import { newRecord, patched, reRegistered } from './next-record.js'
 import { ownerOf } from './rendezvous.js'
+import { checkRota } from './check-rota.js'
 import type { StoredInstance } from './stored-instance.js'
 import { copyRecord, fromStored, toStored } from './stored-instance.js'
 
@@ -341,34 +343,7 @@ export class EtcdRegistry implements RegistryApi {
       const existing = this.get(service, key)
       const now = this.#clock.now()
       if (existing === undefined) {
-        const checkHealth = initialCheckHealth(body.check, this.#checksEnabled)
-        const record: InstanceRecord = {
-          service,
-          id: key,
-          host: body.host,
-          port: body.port,
-          scheme: body.scheme,
-          status: body.status,
-          weight: body.weight,
-          zone: body.zone,
-          version: body.version,
-          tags: body.tags,
-          metadata: body.metadata,
-          ttlSeconds: body.ttlSeconds,
-          deregisterAfterSeconds: body.deregisterAfterSeconds,
-          check: body.check,
-          lastCheck: undefined,
-          registeredAt: now,
-          updatedAt: now,
-          lastHeartbeatAt: now,
-          expiresAt: now + body.ttlSeconds * 1000,
-          leaseOk: true,
-          checkHealth,
-          checkStreak: 0,
-          health: checkHealth ?? 'passing',
-          criticalSince: 0,
-          revision: 0,
-        }
+        const record = newRecord(service, key, body, now, this.#checksEnabled)
         const lease = await this.#grant(body.ttlSeconds)
         const ok = await this.#txn(service, key, 0, [
           this.#ns.put(instanceKey(service, key)).value(toStored(record)),
@@ -382,45 +357,13 @@ export class EtcdRegistry implements RegistryApi {
       }
 
       // A re-registration renews the lease, like a heartbeat; a new TTL needs a new lease.
-      const next = copyRecord(existing)
-      next.lastHeartbeatAt = now
-      next.expiresAt = now + body.ttlSeconds * 1000
-      next.leaseOk = true
+      const { next, changed } = reRegistered(existing, body, now, this.#checksEnabled)
       const ops = []
       const held = this.#leases.get(`${service}/${key}`)
-      let lease: string | undefined
-      if (held !== undefined && existing.ttlSeconds === body.ttlSeconds && (await this.#keepalive(held)) > 0) lease = held
-      let granted: string | undefined
-      if (lease === undefined) {
-        granted = await this.#grant(body.ttlSeconds)
-        ops.push(this.#ns.put(leaseKey(service, key)).value(granted).lease(granted))
-      }
-      if (!sameSpec(existing, body)) {
-        const targetMoved =
-          existing.host !== body.host || existing.port !== body.port || existing.scheme !== body.scheme
-        if (!sameJson(existing.check, body.check) || (body.check !== undefined && targetMoved)) {
-          next.check = body.check
-          next.checkHealth = initialCheckHealth(body.check, this.#checksEnabled)
-          next.checkStreak = 0
-          next.lastCheck = undefined
-        }
-        next.host = body.host
-        next.port = body.port
-        next.scheme = body.scheme
-        next.status = body.status
-        next.weight = body.weight
-        next.zone = body.zone
-        next.version = body.version
-        next.tags = body.tags
-        next.metadata = body.metadata
-        next.ttlSeconds = body.ttlSeconds
-        next.deregisterAfterSeconds = body.deregisterAfterSeconds
-        next.updatedAt = now
-        settleHealth(next, now)
-        ops.push(this.#ns.put(instanceKey(service, key)).value(toStored(next)))
-      } else if (settleHealth(next, now)) {
-        ops.push(this.#ns.put(instanceKey(service, key)).value(toStored(next)))
-      }
+      const keep = held !== undefined && existing.ttlSeconds === body.ttlSeconds && (await this.#keepalive(held)) > 0
+      const granted = keep ? undefined : await this.#grant(body.ttlSeconds)
+      if (granted !== undefined) ops.push(this.#ns.put(leaseKey(service, key)).value(granted).lease(granted))
+      if (changed) ops.push(this.#ns.put(instanceKey(service, key)).value(toStored(next)))
       if (ops.length === 0) {
         existing.lastHeartbeatAt = now
         existing.expiresAt = next.expiresAt
@@ -431,7 +374,13 @@ export class EtcdRegistry implements RegistryApi {
         if (granted !== undefined) void this.#revoke(granted)
         continue
       }
-      if (granted !== undefined && held !== undefined && held !== granted) void this.#revoke(held)
+      if (granted !== undefined && held !== undefined) void this.#revoke(held)
+      const record = this.get(service, key)
+      if (record !== undefined && !changed) {
+        // Only the lease moved: the instance itself is as it was, with a fresh lease here.
+        record.lastHeartbeatAt = now
+        record.expiresAt = next.expiresAt
+      }
       return this.#registered(service, key, false)
     }
     throw new RegistryError('CONFLICT', `instance ${service}/${key} is being changed by others; try again`)
@@ -441,26 +390,8 @@ export class EtcdRegistry implements RegistryApi {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const r = await this.#find(service, id)
       if (r === undefined) throw instanceNotFound(service, id)
-      const next = copyRecord(r)
-      let changed = false
-      if (patch.status !== undefined && patch.status !== r.status) {
-        next.status = patch.status
-        changed = true
-      }
-      if (patch.weight !== undefined && patch.weight !== r.weight) {
-        next.weight = patch.weight
-        changed = true
-      }
-      if (patch.tags !== undefined && !sameJson(patch.tags, r.tags)) {
-        next.tags = patch.tags
-        changed = true
-      }
-      if (patch.metadata !== undefined && !sameJson(patch.metadata, r.metadata)) {
-        next.metadata = patch.metadata
-        changed = true
-      }
-      if (!changed) return { record: r, committed: Promise.resolve() }
-      next.updatedAt = this.#clock.now()
+      const next = patched(r, patch, this.#clock.now())
+      if (next === undefined) return { record: r, committed: Promise.resolve() }
       const ok = await this.#txn(service, id, r.revision, [this.#ns.put(instanceKey(service, id)).value(toStored(next))])
       if (!ok) continue
       const record = this.get(service, id)
@@ -618,26 +549,11 @@ export class EtcdRegistry implements RegistryApi {
    * instance whose owner may have moved when a node comes or goes.
    */
   get checks(): CheckedRegistry {
-    const owns = (service: string, id: string) => ownerOf(this.#liveNodes, `${service}/${id}`) === this.nodeId
-    return {
-      get: (service, id) => (owns(service, id) ? this.get(service, id) : undefined),
-      instances: function* (this: EtcdRegistry) {
-        for (const r of this.instances()) if (owns(r.service, r.id)) yield r
-      }.bind(this),
-      recordCheck: (service, id, probed, outcome) => this.recordCheck(service, id, probed, outcome),
-      onChange: (listener) => {
-        const a = this.onChange(listener)
-        const b = this.#ownership.on(() => {
-          for (const r of [...this.instances()]) listener(makeChange(r.revision, 'upsert', toWire(r)))
-        })
-        return {
-          dispose: () => {
-            a.dispose()
-            b.dispose()
-          },
-        }
-      },
-    }
+    return checkRota(
+      this,
+      (service, id) => ownerOf(this.#liveNodes, `${service}/${id}`) === this.nodeId,
+      (listener) => this.#ownership.on(listener),
+    )
   }
 
   /** Leaves the election and the rota, stops following etcd and closes the client. */
