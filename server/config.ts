@@ -163,6 +163,8 @@ export interface SettingHelp {
   env: string
   /** The default as it would be written on the command line. */
   default: string
+  /** A bare flag (`--insecure`), which takes no value; its variable says on or off. */
+  bare: boolean
 }
 
 /** Every setting, its variable and its default, in the order of the table above. */
@@ -177,7 +179,7 @@ export function describeSettings(): SettingHelp[] {
         : value === undefined || (Array.isArray(value) && value.length === 0)
           ? 'none'
           : String(value)
-    return { flag: `--${name}`, env: setting.env, default: text }
+    return { flag: `--${name}`, env: setting.env, default: text, bare: 'boolean' in setting }
   })
 }
 

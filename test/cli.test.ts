@@ -381,3 +381,63 @@ t.test('serve runs the server until SIGTERM and exits 0', async (t) => {
   serve.child.kill('SIGTERM')
   t.equal(await serve.exited, 0)
 })
+
+t.test('token create, list and revoke against a server with auth on', async (t) => {
+  const admin = 'cli-test-admin-token-0123456789'
+  const s = await startTestServer(t, { checks: false, auth: true, adminToken: admin })
+  const seeded = await s.request('PUT', '/v1/services/orders/instances/o-1', instanceBody(), { authorization: `Bearer ${admin}` })
+  t.equal(seeded.status, 201)
+
+  const anonymous = await run(['services', '--url', s.url])
+  t.equal(anonymous.code, 1, 'no token: refused')
+  t.match(anonymous.stderr, /UNAUTHENTICATED, HTTP 401/)
+
+  const created = await run(['token', 'create', '--scope', 'read', '--description', 'ci reader', '--ttl', '3600', '--json', '--url', s.url, '--token', admin])
+  t.equal(created.code, 0, created.stderr)
+  const token = JSON.parse(created.stdout) as { id: string; token: string; scopes: string[]; description: string; expiresAt?: string }
+  t.same(token.scopes, ['read'])
+  t.equal(token.description, 'ci reader')
+  t.ok(token.expiresAt, '--ttl sets an expiry')
+
+  const reader = await run(['services', '--json'], { ROLLCALL_URL: s.url, ROLLCALL_TOKEN: token.token })
+  t.equal(reader.code, 0, 'ROLLCALL_TOKEN is sent as a bearer')
+  t.equal((JSON.parse(reader.stdout) as ServicesResponse).services[0]?.name, 'orders')
+  const forbidden = await run(['drain', 'orders', 'o-1', '--url', s.url, '--token', token.token])
+  t.equal(forbidden.code, 1, 'a read token cannot drain')
+  t.match(forbidden.stderr, /FORBIDDEN, HTTP 403/)
+
+  const human = await run(['token', 'create', '--scope', 'register:orders', '--url', s.url], { ROLLCALL_TOKEN: admin })
+  t.equal(human.code, 0)
+  t.match(human.stdout, /^created token \S+ \(scopes register:orders\)\.\nThis is the only time it is shown; store it now:\n\n {2}\S+\n$/)
+
+  const list = await run(['token', 'list', '--url', s.url, '--token', admin])
+  t.equal(list.code, 0)
+  t.match(list.stdout, /^ID +SCOPES +DESCRIPTION +CREATED +EXPIRES +REVOKED$/m)
+  t.match(list.stdout, new RegExp(`^${token.id} +read +ci reader +\\d+s ago +in \\d+m +-$`, 'm'))
+  t.notMatch(list.stdout, token.token, 'never a secret')
+
+  // A watch opened with the token is closed by its revocation: the CLI exits 1 and says why.
+  const watch = start(t, ['watch', '--url', s.url, '--token', token.token])
+  await watch.line(/snapshot/)
+
+  const revoked = await run(['token', 'revoke', token.id, '--url', s.url, '--token', admin])
+  t.equal(revoked.code, 0)
+  t.equal(revoked.stdout, `revoked token ${token.id}\n`)
+  t.equal(await watch.exited, 1, 'the watch ends when its token is revoked')
+  t.match(watch.stderr(), /the server closed the watch: token revoked/)
+  const after = await run(['services', '--url', s.url, '--token', token.token])
+  t.equal(after.code, 1, 'a revoked token is refused')
+  const listed = JSON.parse((await run(['token', 'list', '--json', '--url', s.url, '--token', admin])).stdout) as {
+    tokens: Array<{ id: string; revokedAt?: string }>
+  }
+  t.ok(listed.tokens.find((x) => x.id === token.id)?.revokedAt, 'listed as revoked')
+
+  const unknown = await run(['token', 'revoke', 'tok-nope', '--url', s.url, '--token', admin])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, /does not exist \(NOT_FOUND, HTTP 404\)/)
+  const badScope = await run(['token', 'create', '--scope', 'root', '--url', s.url, '--token', admin])
+  t.equal(badScope.code, 1, 'the server refuses a scope it does not know')
+  t.match(badScope.stderr, /VALIDATION_FAILED/)
+  const notAdmin = await run(['token', 'list', '--url', s.url, '--token', token.token])
+  t.equal(notAdmin.code, 1)
+})

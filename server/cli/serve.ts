@@ -65,10 +65,10 @@ export async function runServer(argv: string[], env: NodeJS.ProcessEnv = process
 }
 
 function settingsHelp(): string {
-  const rows = describeSettings()
-  const width = Math.max(...rows.map((r) => r.flag.length)) + 7
+  const rows = describeSettings().map((r) => ({ ...r, flag: r.bare ? r.flag : `${r.flag} VALUE` }))
+  const width = Math.max(...rows.map((r) => r.flag.length))
   const envWidth = Math.max(...rows.map((r) => r.env.length))
-  return rows.map((r) => `  ${`${r.flag} VALUE`.padEnd(width)}  ${r.env.padEnd(envWidth)}  default ${r.default}`).join('\n')
+  return rows.map((r) => `  ${r.flag.padEnd(width)}  ${r.env.padEnd(envWidth)}  default ${r.default}`).join('\n')
 }
 
 export const serveCommand: Command = {

@@ -2,29 +2,10 @@
  * `rollcall token create|list|revoke`: API tokens, over POST/GET /v1/tokens and
  * DELETE /v1/tokens/{id} (an admin token is needed for all three).
  */
+import type { CreatedToken, TokensResponse } from '../../client-sdk/protocol.js'
 import type { Command, Parsed } from './command.js'
 import { CONNECTION_HELP, CliError, EXIT_OK, UsageError, help, intFlag, parse, positionals, printJson, restFor } from './command.js'
 import { ago, table } from './output.js'
-
-/** A token as POST /v1/tokens answers it: the secret is shown this once. */
-interface CreatedToken {
-  id: string
-  token: string
-  scopes: string[]
-  description?: string
-  createdAt: string
-  expiresAt?: string
-}
-
-/** A token as GET /v1/tokens lists it: never the secret. */
-interface TokenInfo {
-  id: string
-  scopes: string[]
-  description?: string
-  createdAt: string
-  expiresAt?: string
-  revokedAt?: string
-}
 
 const HELP = `Usage: rollcall token <create|list|revoke> [options]
 
@@ -98,7 +79,7 @@ async function list(argv: string[], command: Command): Promise<number> {
   const p = parse(argv, {})
   if (p.help) return help(command)
   positionals(p, [])
-  const { body } = await restFor(p).request<{ tokens: TokenInfo[] }>('GET', '/v1/tokens')
+  const { body } = await restFor(p).request<TokensResponse>('GET', '/v1/tokens')
   if (p.json) printJson(body)
   else if (body.tokens.length === 0) process.stdout.write('no tokens\n')
   else {
