@@ -298,9 +298,13 @@ export class EtcdRegistry implements RegistryApi {
     return Promise.resolve()
   }
 
-  /** Memory is always exactly the state as of {@link committedRevision}. */
-  settled(): Promise<void> {
-    return Promise.resolve()
+  /**
+   * Memory is always exactly the state as of {@link committedRevision}; before a watch
+   * snapshot this node first catches up with what any node acknowledged (best effort: with
+   * etcd out of reach, the snapshot is of what this node has).
+   */
+  async settled(): Promise<void> {
+    await this.sync().catch(() => undefined)
   }
 
   /**
@@ -477,16 +481,14 @@ export class EtcdRegistry implements RegistryApi {
     const written = copyRecord(r)
     written.checkHealth = next.health
     settleHealth(written, now)
-    const key = `${service}/${id}`
-    if (this.#inFlight.has(key)) return
-    this.#inFlight.add(key)
+    // A write compares the revision this result was judged against: should a result come
+    // while an earlier flip is still on its way, at most one of them lands.
     void this.#txn(service, id, r.revision, [this.#ns.put(instanceKey(service, id)).value(toStored(written))])
       .then((ok) => {
         // Lost a race (the instance changed meanwhile): the next probe decides again.
         if (!ok) r.checkStreak = 0
       })
       .catch((err: unknown) => this.#logger?.warn({ err, service, id }, 'cannot write a check result to etcd'))
-      .finally(() => this.#inFlight.delete(key))
   }
 
   /**
