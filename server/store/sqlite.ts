@@ -128,15 +128,16 @@ export class SqliteStore implements RegistryStore {
   async load(recentChanges: number): Promise<LoadedState> {
     const db = this.#db
     const revision = (db.prepare("SELECT value FROM meta WHERE key = 'revision'").get() as { value: number }).value
-    const instances = (db.prepare('SELECT data FROM instances').raw().all() as Array<[string]>).map(
-      ([data]) => JSON.parse(data) as PersistedInstance,
-    )
+    const rows = db.prepare('SELECT data FROM instances').raw()
+    const instances = (function* () {
+      for (const [data] of rows.iterate() as IterableIterator<[string]>) yield JSON.parse(data) as PersistedInstance
+    })()
     const serviceRevisions = db.prepare('SELECT name, revision FROM services').raw().all() as Array<[string, number]>
-    const rows = db
+    const changeRows = db
       .prepare('SELECT revision, frame FROM changes WHERE revision > ? ORDER BY revision')
       .raw()
       .all(revision - recentChanges) as Array<[number, string]>
-    const changes = rows.map(([rev, frame]) => {
+    const changes = changeRows.map(([rev, frame]) => {
       const m = JSON.parse(frame) as { op: ChangeOp; service: string; instance: Instance }
       return { revision: rev, service: m.service, op: m.op, instance: m.instance, frame }
     })
