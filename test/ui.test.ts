@@ -175,6 +175,7 @@ t.test('the dashboard follows the registry live, and drains and deregisters with
     await page.fill('#filter', 'zone:eu-west-1b')
     await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-key]').length === 4, undefined, WAIT)
     t.match(await page.locator('#shown').textContent(), '4 of 11 shown')
+    t.match(page.url(), /\/ui#q=zone%3Aeu-west-1b$/, 'the filter is kept in the URL, to share')
     await page.fill('#filter', 'payments')
     await page.waitForFunction(() => document.querySelectorAll('tbody tr[data-key]').length === 2, undefined, WAIT)
     await page.fill('#filter', 'nothing-like-this')

@@ -469,7 +469,11 @@ $('services').addEventListener('click', (event) => {
 })
 
 const filter = $('filter')
-query = decodeURIComponent(location.hash.replace(/^#q=/, ''))
+try {
+  query = location.hash.startsWith('#q=') ? decodeURIComponent(location.hash.slice(3)) : ''
+} catch {
+  query = ''
+}
 filter.value = query
 filter.addEventListener('input', () => {
   query = filter.value.trim()
