@@ -47,18 +47,26 @@ export function migrate(db: Database, migrations: Migration[], path: string): nu
     name       TEXT NOT NULL,
     applied_at TEXT NOT NULL
   )`)
-  const current = (db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number }).v
+  const version = db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations')
+  const currentVersion = () => (version.get() as { v: number }).v
   const known = migrations.length
+  const current = currentVersion()
   if (current > known) throw new SchemaTooNewError(current, known, path)
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
   const applied: number[] = []
   for (const m of migrations) {
     if (m.version <= current) continue
-    db.transaction(() => {
-      db.exec(m.sql)
-      record.run(m.version, m.name, new Date().toISOString())
-    })()
-    applied.push(m.version)
+    // BEGIN IMMEDIATE takes the write lock before the version is read again: two processes
+    // opening a fresh file at once apply each migration once, the second finding it done.
+    const done = db
+      .transaction(() => {
+        if (currentVersion() >= m.version) return false
+        db.exec(m.sql)
+        record.run(m.version, m.name, new Date().toISOString())
+        return true
+      })
+      .immediate()
+    if (done) applied.push(m.version)
   }
   return applied
 }
