@@ -8,6 +8,7 @@ import { redactUrl } from '../auth/redact.js'
 import type { RegistryApi } from '../registry/registry-api.js'
 import { GLOBAL, RevisionWaiters } from './blocking.js'
 import { errorBody, handleClientError, handleError, handleNotFound } from './errors.js'
+import { parseJsonBody } from './json-body.js'
 import { Metrics } from './metrics.js'
 import { instanceRoutes } from './routes/instances.js'
 import { opsRoutes } from './routes/ops.js'
@@ -77,6 +78,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(options.logger !== undefined && { loggerInstance: options.logger }),
     ...(options.https !== undefined ? { https: { ...options.https, ...server } } : { http: server }),
     clientErrorHandler: handleClientError,
+    // The router's own refusals (a bad percent-encoding, a parameter over maxParamLength).
+    frameworkErrors: handleError,
     bodyLimit,
     // Names are at most 128 characters; longer ones reach the route and get a clear 400.
     routerOptions: { maxParamLength: 1024 },
@@ -117,12 +120,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   })
 
   // An empty JSON body is no body (a heartbeat sent with a JSON content type); prototype
-  // poisoning (`__proto__`, `constructor.prototype`) is refused, not silently dropped.
-  const json = app.getDefaultJsonParser('error', 'error')
+  // poisoning (`__proto__`, `constructor.prototype`) is refused, naming the key. Bodies are
+  // JSON only: Fastify's own text/plain parser would hand a string to the schemas.
+  app.removeContentTypeParser('text/plain')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     if (body === '') return done(null, undefined)
-    json(request, body as string, done)
+    try {
+      done(null, parseJsonBody(body as string))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
   })
 
   // A batch heartbeat's answer says which instances were found: counted before it is serialized.
