@@ -1,8 +1,9 @@
+import { join } from 'node:path'
 import { pino } from 'pino'
 import type { Config } from '../../server/config.js'
 import type { RollcallDeps } from '../../server/server.js'
 import type { ServerProcess } from './server.js'
-import { spawnServer, startTestServer } from './server.js'
+import { spawnServer, startTestServer, tempDir } from './server.js'
 import type { TestServer } from './server.js'
 import { clusterArgs } from './etcd-cluster.js'
 
@@ -47,7 +48,9 @@ export async function spawnNode(
   prefix: string,
   extra: string[] = [],
 ): Promise<ServerProcess> {
-  const sp = await spawnServer([...clusterArgs(cluster, prefix), ...extra])
+  // A file of its own for what a node keeps locally (API tokens), in a temporary folder.
+  const db = join(tempDir(t, 'rollcall-node-'), 'node.db')
+  const sp = await spawnServer([...clusterArgs(cluster, prefix), '--db', db, ...extra])
   t.teardown(async () => {
     if (sp.child.exitCode === null && sp.child.signalCode === null) sp.child.kill('SIGKILL')
     await sp.exited
