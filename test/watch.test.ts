@@ -229,10 +229,13 @@ t.test('a consumer that does not read is closed with 4008 once its buffer passes
   const body = RegisterBody.parse(instanceBody({ metadata }))
   let i = 0
   while (s.app.watchHub.size === 2) {
-    // About 8 KiB a change; the bound is 1 MiB beyond the kernel's buffers.
-    for (let j = 0; j < 200; j++) s.registry.register('orders', `o-${i++ % 500}`, { ...body, weight: i % 1000 })
+    // About 8 KiB a change, 20 a round (160 KiB: well under the 1 MiB bound), and the next
+    // round only once the reading subscriber has everything: its buffer never grows, while
+    // the one that does not read piles up past the kernel's buffers and the bound.
+    for (let j = 0; j < 20; j++) s.registry.register('orders', `o-${i++ % 500}`, { ...body, weight: i % 1000 })
     await s.registry.settled()
-    await new Promise((r) => setImmediate(r))
+    const target = s.registry.revision
+    await reader.until(() => reader.revision === target)
     if (i > 200_000) break
   }
   t.equal(s.app.watchHub.size, 1, 'the slow consumer was dropped from the hub')
