@@ -104,19 +104,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   })
   app.addHook('onClose', async () => subscription.dispose())
 
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) {
-      return reply.code(503).header('connection', 'close').send(errorBody('UNAVAILABLE', 'shutting down'))
-    }
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done()
+    void reply.code(503).header('connection', 'close').send(errorBody('UNAVAILABLE', 'shutting down'))
   })
 
   // One line per request at info: method, path and query, status, time. No bodies, no headers.
-  app.addHook('onResponse', async (request, reply) => {
+  const logRequests = options.logger?.isLevelEnabled('info') ?? false
+  // A callback hook, not an async one: no promise per request on the hot path; and the log
+  // line is built only when info is on.
+  app.addHook('onResponse', (request, reply, done) => {
     metrics.observeRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
-    request.log.info(
-      { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
-      'request',
-    )
+    if (logRequests) {
+      request.log.info(
+        { method: request.method, url: redactUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+        'request',
+      )
+    }
+    done()
   })
 
   // An empty JSON body is no body (a heartbeat sent with a JSON content type); prototype
