@@ -1,12 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import type { Campaign, IKeyValue, IWatchResponse, Namespace, Watcher } from 'etcd3'
+import type { IWatchResponse, Namespace, Watcher } from 'etcd3'
 import { Etcd3 } from 'etcd3'
 import type { Logger } from 'pino'
 import type { Health, PatchBody, RegisterBody, ServiceSummary } from '../../client-sdk/protocol.js'
-import { isRoutable } from '../../client-sdk/protocol.js'
 import type { Change } from '../registry/change.js'
-import { makeChange } from '../registry/change.js'
-import { ChangeLog } from '../registry/change-log.js'
 import type { Clock } from '../registry/clock.js'
 import { systemClock } from '../registry/clock.js'
 import type { Disposable } from '../registry/disposable.js'
@@ -14,17 +11,16 @@ import { Emitter } from '../registry/disposable.js'
 import { RegistryError, instanceNotFound } from '../registry/errors.js'
 import { nextCheckHealth, removalDue, settleHealth } from '../registry/lifecycle.js'
 import type { InstanceRecord } from '../registry/record.js'
-import { sameJson, toWire } from '../registry/record.js'
 import type { RegistryApi } from '../registry/registry-api.js'
 import type { ProbeOutcome, Registration, ServiceEntry, SweepReport, Update } from '../registry/registry.js'
 import type { CheckedRegistry } from '../health/scheduler.js'
-import { ELECTION, INSTANCES, LEASES, NODES, REVISION_KEY, instanceKey, leaseKey, nodeKey, splitName } from './keys.js'
+import { REVISION_KEY, instanceKey, leaseKey, nodeKey } from './keys.js'
 import { LeaseKeepalives } from './lease-keepalive.js'
 import { newRecord, patched, reRegistered } from './next-record.js'
 import { ownerOf } from './rendezvous.js'
 import { checkRota } from './check-rota.js'
-import type { StoredInstance } from './stored-instance.js'
-import { copyRecord, fromStored, toStored } from './stored-instance.js'
+import { Replica } from './replica.js'
+import { copyRecord, toStored } from './stored-instance.js'
 
 /** Options of {@link EtcdRegistry.open}, with their defaults. */
 export interface EtcdRegistryOptions {
@@ -58,11 +54,6 @@ const unavailable = (err: unknown) =>
 /** Optimistic writes that lose a race re-read and try again this many times. */
 const WRITE_ATTEMPTS = 8
 
-interface Waiter {
-  revision: number
-  resolve: () => void
-}
-
 /**
  * The registry of one node in cluster mode: a replica of etcd, which holds the state of
  * every node. Any node answers any request.
@@ -80,7 +71,8 @@ interface Waiter {
  *   heartbeat on any node is a keepalive of it; a heartbeat on an instance whose lease is
  *   gone grants a new one and revives it.
  * - Once-only work (lease expiry turning instances critical, removals, self-preservation)
- *   runs on the node elected under `election/leader`; active checks are shared among the
+ *   runs on the elected node: the oldest live announcement under `nodes/` (etcd's election
+ *   recipe over the node sessions, see {@link Replica.leaderNode}); active checks are shared among the
  *   live nodes by rendezvous hashing ({@link checks}).
  *
  * @example
@@ -98,7 +90,8 @@ export class EtcdRegistry implements RegistryApi {
   readonly #ns: Namespace
   readonly #keepalives: LeaseKeepalives
   readonly #clock: Clock
-  readonly #log: ChangeLog
+  /** This node's copy of the cluster's state, kept by applying etcd's watch. */
+  readonly #replica: Replica
   readonly #spThreshold: number
   readonly #spMinInstances: number
   readonly #spWindowMs: number
@@ -109,37 +102,18 @@ export class EtcdRegistry implements RegistryApi {
   readonly #sessionTtl: number
   readonly #catchUpMs: number
   readonly #logger: Pick<Logger, 'info' | 'warn' | 'error'> | undefined
-  readonly #services = new Map<string, ServiceEntry>()
-  /** `service/id` -> the id of the lease its lease key is attached to. */
-  readonly #leases = new Map<string, string>()
-  /** node id -> URL, of the live nodes. */
-  readonly #nodes = new Map<string, string>()
-  readonly #changes = new Emitter<Change>()
   readonly #fatal = new Emitter<Error>()
   readonly #selfPreservationEvents = new Emitter<boolean>()
   readonly #sweeps = new Emitter<SweepReport>()
-  readonly #ownership = new Emitter<void>()
   readonly #resyncs = new Emitter<void>()
   readonly #leaderEvents = new Emitter<boolean>()
   /** Instances with a leader transition in flight, so sweeps do not repeat it. */
   readonly #inFlight = new Set<string>()
-  #waiters: Waiter[] = []
-  /** The newest etcd revision applied to memory (any key under the prefix). */
-  #applied = 0
-  /** The revision of the newest change (instance key event) applied. */
-  #revision = 0
-  #count = 0
   #selfPreservation = false
   #leader = false
   #watcher: Watcher | undefined
-  #campaign: Campaign | undefined
   #nodeLease: ReturnType<Namespace['lease']> | undefined
   #announced: string | undefined
-  #liveNodes: string[] = []
-  /** Events up to this revision are history read at start: logged for resume, not applied. */
-  #historyUntil = 0
-  /** The newest etcd revision received from the watch, history included. */
-  #seen = 0
   #closed = false
 
   private constructor(options: EtcdRegistryOptions) {
@@ -155,7 +129,12 @@ export class EtcdRegistry implements RegistryApi {
     this.#ns = this.#client.namespace(`${prefix}/`)
     this.#keepalives = new LeaseKeepalives(this.#ns.leaseClient)
     this.#clock = options.clock ?? systemClock
-    this.#log = new ChangeLog(options.changeLogSize ?? 10_000, 0)
+    this.#replica = new Replica(options.changeLogSize ?? 10_000)
+    this.#replica.onNodeGone((id) => {
+      // Our session lapsed (etcd was out of reach too long): back into the rota.
+      if (id === this.nodeId && !this.#closed && this.#announced !== undefined) void this.#putAnnouncement().catch(() => undefined)
+    })
+    this.#replica.onOwnership(() => this.#elect())
     this.#spThreshold = options.selfPreservation?.threshold ?? 0.5
     this.#spMinInstances = options.selfPreservation?.minInstances ?? 10
     this.#spWindowMs = options.selfPreservation?.windowMs ?? 30_000
@@ -168,7 +147,7 @@ export class EtcdRegistry implements RegistryApi {
 
   /**
    * Connects to etcd, loads the state as of one revision, starts following every change
-   * after it, and enters the election for once-only work.
+   * after it. The node enters the election and the check rota when it {@link announce}s itself.
    */
   static async open(options: EtcdRegistryOptions): Promise<EtcdRegistry> {
     const registry = new EtcdRegistry(options)
@@ -178,23 +157,22 @@ export class EtcdRegistry implements RegistryApi {
       await registry.close()
       throw err
     }
-    registry.#runCampaign()
     return registry
   }
 
   // ---- state as the routes read it --------------------------------------------------
 
   get revision(): number {
-    return this.#revision
+    return this.#replica.revision
   }
 
   /** The same as {@link revision}: what a node applied came from etcd, so it is durable. */
   get committedRevision(): number {
-    return this.#revision
+    return this.#replica.revision
   }
 
   get instanceCount(): number {
-    return this.#count
+    return this.#replica.instanceCount
   }
 
   /** Whether expiry is suspended; decided by the elected node, so false on the others. */
@@ -214,11 +192,11 @@ export class EtcdRegistry implements RegistryApi {
 
   /** The live nodes' ids, sorted. */
   get liveNodes(): readonly string[] {
-    return this.#liveNodes
+    return this.#replica.liveNodes
   }
 
   onChange(listener: (change: Change) => void): Disposable {
-    return this.#changes.on(listener)
+    return this.#replica.onChange(listener)
   }
 
   onSelfPreservation(listener: (active: boolean) => void): Disposable {
@@ -248,49 +226,35 @@ export class EtcdRegistry implements RegistryApi {
   }
 
   get(service: string, id: string): InstanceRecord | undefined {
-    return this.#services.get(service)?.instances.get(id)
+    return this.#replica.get(service, id)
   }
 
-  *instances(): IterableIterator<InstanceRecord> {
-    for (const entry of this.#services.values()) yield* entry.instances.values()
+  instances(): IterableIterator<InstanceRecord> {
+    return this.#replica.instances()
   }
 
   service(service: string): ServiceEntry | undefined {
-    return this.#services.get(service)
+    return this.#replica.service(service)
   }
 
   serviceRevision(service: string): number {
-    return this.#services.get(service)?.revision ?? 0
+    return this.#replica.serviceRevision(service)
   }
 
   serviceNames(): string[] {
-    const names: string[] = []
-    for (const [name, entry] of this.#services) if (entry.instances.size > 0) names.push(name)
-    return names.sort()
+    return this.#replica.serviceNames()
   }
 
   summaries(): ServiceSummary[] {
-    return this.serviceNames().map((name) => {
-      const entry = this.#services.get(name) as ServiceEntry
-      const zones = new Set<string>()
-      let routable = 0
-      for (const r of entry.instances.values()) {
-        if (isRoutable(r)) routable++
-        if (r.zone !== undefined) zones.add(r.zone)
-      }
-      return { name, instances: entry.instances.size, routable, zones: [...zones].sort(), revision: entry.revision }
-    })
+    return this.#replica.summaries()
   }
 
   healthCounts(): Record<Health, number> {
-    const counts: Record<Health, number> = { passing: 0, critical: 0, unknown: 0 }
-    for (const entry of this.#services.values()) for (const r of entry.instances.values()) counts[r.health]++
-    return counts
+    return this.#replica.healthCounts()
   }
 
   changesSince(since: number): Change[] | undefined {
-    if (since > this.#revision) return undefined
-    return this.#log.after(since, this.#revision)
+    return this.#replica.changesSince(since)
   }
 
   /** Every write was awaited by its caller; nothing is pending here. */
@@ -324,19 +288,8 @@ export class EtcdRegistry implements RegistryApi {
 
   /** Resolves once this node applied etcd revision `revision`, or after the catch-up bound. */
   reach(revision: number, timeoutMs = this.#catchUpMs): Promise<void> {
-    if (this.#applied >= revision || this.#closed) return Promise.resolve()
-    return new Promise<void>((resolve) => {
-      const waiter: Waiter = { revision, resolve: () => undefined }
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter)
-        resolve()
-      }, timeoutMs)
-      waiter.resolve = () => {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.#waiters.push(waiter)
-    })
+    if (this.#closed) return Promise.resolve()
+    return this.#replica.reach(revision, timeoutMs)
   }
 
   // ---- writes ------------------------------------------------------------------------
@@ -363,7 +316,7 @@ export class EtcdRegistry implements RegistryApi {
       // A re-registration renews the lease, like a heartbeat; a new TTL needs a new lease.
       const { next, changed } = reRegistered(existing, body, now, this.#checksEnabled)
       const ops = []
-      const held = this.#leases.get(`${service}/${key}`)
+      const held = this.#replica.leaseOf(service, key)
       const keep = held !== undefined && existing.ttlSeconds === body.ttlSeconds && (await this.#keepalive(held)) > 0
       const granted = keep ? undefined : await this.#grant(body.ttlSeconds)
       if (granted !== undefined) ops.push(this.#ns.put(leaseKey(service, key)).value(granted).lease(granted))
@@ -409,7 +362,7 @@ export class EtcdRegistry implements RegistryApi {
     for (let attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
       const r = await this.#find(service, id)
       if (r === undefined) throw instanceNotFound(service, id)
-      const lease = this.#leases.get(`${service}/${id}`)
+      const lease = this.#replica.leaseOf(service, id)
       if (await this.#remove(r)) {
         if (lease !== undefined) void this.#revoke(lease)
         return
@@ -427,7 +380,7 @@ export class EtcdRegistry implements RegistryApi {
       const r = await this.#find(service, id)
       if (r === undefined) return undefined
       const now = this.#clock.now()
-      const held = this.#leases.get(`${service}/${id}`)
+      const held = this.#replica.leaseOf(service, id)
       if (held !== undefined && r.leaseOk && (await this.#keepalive(held)) > 0) {
         r.lastHeartbeatAt = now
         r.expiresAt = now + r.ttlSeconds * 1000
@@ -502,12 +455,9 @@ export class EtcdRegistry implements RegistryApi {
     const now = this.#clock.now()
     let due: InstanceRecord[] | undefined
     let gone: InstanceRecord[] | undefined
-    for (const entry of this.#services.values()) {
-      for (const r of entry.instances.values()) {
-        const key = `${r.service}/${r.id}`
-        if (r.leaseOk && !this.#leases.has(key)) (due ??= []).push(r)
-        else if (removalDue(r, now)) (gone ??= []).push(r)
-      }
+    for (const r of this.#replica.instances()) {
+      if (r.leaseOk && this.#replica.leaseOf(r.service, r.id) === undefined) (due ??= []).push(r)
+      else if (removalDue(r, now)) (gone ??= []).push(r)
     }
     const dueCount = due?.length ?? 0
     // As on a single node: lapses within the window count together with those due now.
@@ -516,7 +466,9 @@ export class EtcdRegistry implements RegistryApi {
     while (stale < recent.length && (recent[stale] as number) <= now - this.#spWindowMs) stale++
     if (stale > 0) recent.splice(0, stale)
     const hold =
-      dueCount > 0 && this.#count >= this.#spMinInstances && dueCount + recent.length > this.#spThreshold * this.#count
+      dueCount > 0 &&
+      this.#replica.instanceCount >= this.#spMinInstances &&
+      dueCount + recent.length > this.#spThreshold * this.#replica.instanceCount
     this.#setSelfPreservation(hold)
     report.selfPreservation = hold
     if (hold) report.held = dueCount
@@ -553,8 +505,8 @@ export class EtcdRegistry implements RegistryApi {
   get checks(): CheckedRegistry {
     return checkRota(
       this,
-      (service, id) => ownerOf(this.#liveNodes, `${service}/${id}`) === this.nodeId,
-      (listener) => this.#ownership.on(listener),
+      (service, id) => ownerOf(this.#replica.liveNodes, `${service}/${id}`) === this.nodeId,
+      (listener) => this.#replica.onOwnership(listener),
     )
   }
 
@@ -563,12 +515,8 @@ export class EtcdRegistry implements RegistryApi {
     if (this.#closed) return
     this.#closed = true
     this.#leader = false
-    for (const w of this.#waiters) w.resolve()
-    this.#waiters = []
+    this.#replica.releaseWaiters()
     this.#keepalives.close()
-    const campaign = this.#campaign
-    this.#campaign = undefined
-    await campaign?.resign().catch(() => undefined)
     await this.#nodeLease?.revoke().catch(() => undefined)
     await this.#watcher?.cancel().catch(() => undefined)
     this.#client.close()
@@ -585,78 +533,32 @@ export class EtcdRegistry implements RegistryApi {
   async #load(): Promise<void> {
     const res = await this.#ns.getAll().prefix('').exec()
     const at = Number(res.header.revision)
-    this.#rebuild(res.kvs, at)
-    const from = Math.max(1, at - this.#log.capacity + 1)
-    this.#historyUntil = at
-    this.#seen = from - 1
-    this.#log.reset(from - 1)
+    const replica = this.#replica
+    replica.rebuild(res.kvs, at)
+    const from = Math.max(1, at - replica.log.capacity + 1)
+    replica.expectHistory(from, at)
     this.#follow(from)
     const touch = await this.#ns.put(REVISION_KEY).value('').exec()
     const end = Number(touch.header.revision)
     await this.reach(end, 30_000)
-    if (this.#applied < end) {
-      // History did not arrive in time: resume works from now on only.
+    if (replica.applied < end) {
       this.#logger?.warn({ from, to: at }, 'etcd history not read at start; watchers resuming from before it get a snapshot')
-      this.#historyUntil = 0
-      this.#log.reset(this.#revision)
+      replica.abandonHistory()
     }
-  }
-
-  /** One change read from history (at most R): into the log only; memory already has it. */
-  #history(ev: IWatchResponse['events'][number], key: string, rev: number): void {
-    if (!key.startsWith(INSTANCES)) return
-    const value = ev.type === 'Put' ? ev.kv.value : ev.prev_kv?.value
-    if (value === undefined || value.length === 0) {
-      // A removal whose instance etcd no longer has: the log can be complete only after it.
-      this.#log.reset(rev)
-      return
-    }
-    const r = fromStored(JSON.parse(value.toString()) as StoredInstance, rev)
-    this.#log.push(makeChange(rev, ev.type === 'Put' ? 'upsert' : 'delete', toWire(r)))
-  }
-
-  /** Replaces memory with the state in `kvs`, as of etcd revision `at`. */
-  #rebuild(kvs: IKeyValue[], at: number): void {
-    this.#historyUntil = 0
-    this.#seen = at
-    this.#services.clear()
-    this.#leases.clear()
-    this.#nodes.clear()
-    this.#count = 0
-    for (const kv of kvs) {
-      const key = kv.key.toString()
-      const rev = Number(kv.mod_revision)
-      if (key.startsWith(INSTANCES)) {
-        const name = splitName(key.slice(INSTANCES.length))
-        if (name === undefined) continue
-        const r = fromStored(JSON.parse(kv.value.toString()) as StoredInstance, rev)
-        const entry = this.#entry(r.service)
-        entry.instances.set(r.id, r)
-        entry.revision = Math.max(entry.revision, rev)
-        this.#count++
-      } else if (key.startsWith(LEASES)) {
-        this.#leases.set(key.slice(LEASES.length), kv.value.toString())
-      } else if (key.startsWith(NODES)) {
-        this.#nodes.set(key.slice(NODES.length), kv.value.toString())
-      }
-    }
-    this.#liveNodes = [...this.#nodes.keys()].sort()
-    // Revisions a client saw before this node started are all at most `at`.
-    this.#revision = Math.max(this.#revision, at)
-    this.#applied = Math.max(this.#applied, at)
-    this.#log.reset(at)
   }
 
   #follow(from: number): void {
     if (this.#closed) return
     const watcher = this.#ns.watch().prefix('').withPreviousKV().startRevision(String(from)).watcher()
     this.#watcher = watcher
-    watcher.on('data', (res: IWatchResponse) => this.#applyResponse(res))
+    watcher.on('data', (res: IWatchResponse) => this.#replica.apply(res))
     watcher.on('disconnected', () => {
       // etcd3 re-attaches with its backoff from the revision after the last response
       // header it saw, which can be ahead of the events received (a catch-up cut short by
       // a dying member). Re-attach from what this node received instead: nothing skipped.
-      ;(watcher as unknown as { request: { start_revision: string } }).request.start_revision = String(this.#seen + 1)
+      ;(watcher as unknown as { request: { start_revision: string } }).request.start_revision = String(
+        this.#replica.resumeFrom,
+      )
     })
     watcher.on('error', (err: Error) => {
       if (this.#watcher !== watcher || this.#closed) return
@@ -671,124 +573,15 @@ export class EtcdRegistry implements RegistryApi {
       try {
         const res = await this.#ns.getAll().prefix('').exec()
         const at = Number(res.header.revision)
-        this.#rebuild(res.kvs, at)
+        this.#replica.rebuild(res.kvs, at)
         this.#follow(at + 1)
-        this.#resolveWaiters()
         this.#resyncs.emit()
-        this.#ownership.emit()
+        this.#replica.reassign()
         return
       } catch {
         await new Promise((r) => setTimeout(r, delay))
       }
     }
-  }
-
-  #applyResponse(res: IWatchResponse): void {
-    let membership = false
-    // The events of one revision (one transaction) come in one response, all of them.
-    const floor = this.#applied
-    for (const ev of res.events) {
-      const kv = ev.kv
-      const key = kv.key.toString()
-      const rev = Number(kv.mod_revision)
-      if (rev > this.#seen) this.#seen = rev
-      if (rev <= this.#historyUntil) {
-        this.#history(ev, key, rev)
-        continue
-      }
-      // Already applied: a re-attached watch never repeats one, but stay safe if it did.
-      if (rev <= floor) continue
-      const put = ev.type === 'Put'
-      if (key.startsWith(INSTANCES)) {
-        const name = splitName(key.slice(INSTANCES.length))
-        if (name !== undefined) {
-          if (put) this.#applyUpsert(JSON.parse(kv.value.toString()) as StoredInstance, rev)
-          else this.#applyDelete(name.service, name.id, rev)
-        }
-      } else if (key.startsWith(LEASES)) {
-        const name = key.slice(LEASES.length)
-        if (put) this.#leases.set(name, kv.value.toString())
-        else this.#leases.delete(name)
-      } else if (key.startsWith(NODES)) {
-        const id = key.slice(NODES.length)
-        if (put) this.#nodes.set(id, kv.value.toString())
-        else this.#nodes.delete(id)
-        membership = true
-        if (!put && id === this.nodeId && !this.#closed && this.#announced !== undefined) {
-          // Our session lapsed (etcd was out of reach too long): back into the rota.
-          void this.#putAnnouncement()
-        }
-      }
-      if (rev > this.#applied) this.#applied = rev
-    }
-    if (membership) {
-      const live = [...this.#nodes.keys()].sort()
-      if (live.join('\n') !== this.#liveNodes.join('\n')) {
-        this.#liveNodes = live
-        this.#ownership.emit()
-      }
-    }
-    this.#resolveWaiters()
-  }
-
-  #applyUpsert(s: StoredInstance, rev: number): void {
-    const entry = this.#entry(s.service)
-    const existing = entry.instances.get(s.id)
-    const incoming = fromStored(s, rev)
-    let r: InstanceRecord
-    if (existing === undefined) {
-      r = incoming
-      entry.instances.set(r.id, r)
-      this.#count++
-    } else {
-      r = existing
-      // The check object's identity names what is probed (see the health checker): it is
-      // kept while neither the check nor the address it probes changed.
-      const sameTarget = r.host === incoming.host && r.port === incoming.port && r.scheme === incoming.scheme
-      const keepCheck = sameJson(r.check, incoming.check) && sameTarget
-      const lastCheck =
-        r.lastCheck !== undefined && (incoming.lastCheck === undefined || r.lastCheck.at > incoming.lastCheck.at) && keepCheck
-          ? r.lastCheck
-          : incoming.lastCheck
-      const streak = keepCheck && r.checkHealth === incoming.checkHealth ? r.checkStreak : 0
-      const heartbeat = Math.max(r.lastHeartbeatAt, incoming.lastHeartbeatAt)
-      const check = keepCheck ? r.check : incoming.check
-      Object.assign(r, incoming, {
-        check,
-        lastCheck,
-        checkStreak: streak,
-        lastHeartbeatAt: heartbeat,
-        expiresAt: heartbeat + incoming.ttlSeconds * 1000,
-      })
-    }
-    r.revision = rev
-    entry.revision = rev
-    this.#publish(makeChange(rev, 'upsert', toWire(r)))
-  }
-
-  #applyDelete(service: string, id: string, rev: number): void {
-    const entry = this.#services.get(service)
-    const r = entry?.instances.get(id)
-    if (entry === undefined || r === undefined) return
-    entry.instances.delete(id)
-    this.#count--
-    r.revision = rev
-    entry.revision = rev
-    this.#publish(makeChange(rev, 'delete', toWire(r)))
-  }
-
-  #publish(change: Change): void {
-    this.#revision = change.revision
-    this.#log.push(change)
-    this.#changes.emit(change)
-  }
-
-  #resolveWaiters(): void {
-    if (this.#waiters.length === 0) return
-    const ready = this.#waiters.filter((w) => w.revision <= this.#applied)
-    if (ready.length === 0) return
-    this.#waiters = this.#waiters.filter((w) => w.revision > this.#applied)
-    for (const w of ready) w.resolve()
   }
 
   // ---- etcd operations ------------------------------------------------------------------
@@ -907,27 +700,13 @@ export class EtcdRegistry implements RegistryApi {
     this.#selfPreservationEvents.emit(active)
   }
 
-  #runCampaign(): void {
-    if (this.#closed) return
-    const campaign = this.#ns.election(ELECTION, this.#sessionTtl).campaign(this.nodeId)
-    this.#campaign = campaign
-    campaign.on('elected', () => {
-      if (this.#campaign !== campaign) return
-      this.#leader = true
-      this.#logger?.info({ node: this.nodeId }, 'elected: this node runs lease expiry and removals')
-      this.#leaderEvents.emit(true)
-    })
-    campaign.on('error', (err: Error) => {
-      if (this.#campaign !== campaign) return
-      const was = this.#leader
-      this.#leader = false
-      this.#setSelfPreservation(false)
-      if (was) this.#leaderEvents.emit(false)
-      this.#logger?.warn({ err: err.message }, 'election campaign failed; campaigning again')
-      this.#campaign = undefined
-      void campaign.resign().catch(() => undefined)
-      setTimeout(() => this.#runCampaign(), 500).unref()
-    })
+  /** Takes up or gives up the once-only work when the oldest live node changes. */
+  #elect(): void {
+    const leader = !this.#closed && this.#announced !== undefined && this.#replica.leaderNode === this.nodeId
+    if (leader === this.#leader) return
+    this.#leader = leader
+    if (!leader) this.#setSelfPreservation(false)
+    this.#leaderEvents.emit(leader)
   }
 
   async #putAnnouncement(): Promise<void> {
@@ -943,15 +722,6 @@ export class EtcdRegistry implements RegistryApi {
       this.#nodeLease = lease
     }
     await this.#nodeLease.put(nodeKey(this.nodeId)).value(url)
-  }
-
-  #entry(service: string): ServiceEntry {
-    let entry = this.#services.get(service)
-    if (entry === undefined) {
-      entry = { instances: new Map(), revision: 0 }
-      this.#services.set(service, entry)
-    }
-    return entry
   }
 
   /** Completes a registration: the record as this node applied it. */

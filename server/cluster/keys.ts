@@ -4,9 +4,10 @@
  *
  *   instances/<service>/<id>   the instance, as JSON; its mod revision is its revision
  *   leases/<service>/<id>      the lease id, attached to that etcd lease (TTL = ttlSeconds)
- *   nodes/<node id>            a live rollcall node's URL, attached to the node's session lease
+ *   nodes/<node id>            a live rollcall node's URL, attached to the node's session lease;
+ *                              the oldest of these keys (lowest create revision) is the
+ *                              elected node, as in etcd's election recipe
  *   revision                   touched by every write, so a read can find the newest write
- *   election/leader/<lease>    etcd3's election: the node that runs once-only work
  *
  * Names match `^[A-Za-z0-9][A-Za-z0-9._-]*$`, so `/` splits service from id unambiguously.
  */
@@ -14,7 +15,6 @@ export const INSTANCES = 'instances/'
 export const LEASES = 'leases/'
 export const NODES = 'nodes/'
 export const REVISION_KEY = 'revision'
-export const ELECTION = 'leader'
 
 export const instanceKey = (service: string, id: string): string => `${INSTANCES}${service}/${id}`
 export const leaseKey = (service: string, id: string): string => `${LEASES}${service}/${id}`
