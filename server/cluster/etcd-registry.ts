@@ -351,9 +351,7 @@ export class EtcdRegistry implements RegistryApi {
       if (next === undefined) return { record: r, committed: Promise.resolve() }
       const ok = await this.#txn(service, id, r.revision, [this.#ns.put(instanceKey(service, id)).value(toStored(next))])
       if (!ok) continue
-      const record = this.get(service, id)
-      if (record === undefined) throw instanceNotFound(service, id)
-      return { record, committed: Promise.resolve() }
+      return { record: this.#written(service, id), committed: Promise.resolve() }
     }
     throw new RegistryError('CONFLICT', `instance ${service}/${id} is being changed by others; try again`)
   }
@@ -726,8 +724,19 @@ export class EtcdRegistry implements RegistryApi {
 
   /** Completes a registration: the record as this node applied it. */
   #registered(service: string, id: string, created: boolean): Registration {
+    return { record: this.#written(service, id), created, committed: Promise.resolve() }
+  }
+
+  /**
+   * The record of a write that etcd committed, as this node applied it. Should this node
+   * not have seen it within the catch-up bound (its watch is reconnecting), the write is
+   * durable but cannot be shown yet: a retryable UNAVAILABLE, and a retry is idempotent.
+   */
+  #written(service: string, id: string): InstanceRecord {
     const record = this.get(service, id)
-    if (record === undefined) throw instanceNotFound(service, id)
-    return { record, created, committed: Promise.resolve() }
+    if (record === undefined) {
+      throw new RegistryError('UNAVAILABLE', `instance ${service}/${id} was written, but this node has not caught up yet; retry`)
+    }
+    return record
   }
 }
