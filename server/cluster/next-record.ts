@@ -9,37 +9,7 @@ import { sameJson, sameSpec } from '../registry/record.js'
  * single-node registry's `register` and `patch`, as pure functions of (record, input, now).
  */
 
-/** A new instance from its registration. */
-export function newRecord(service: string, id: string, body: RegisterBody, now: number, checksEnabled: boolean): InstanceRecord {
-  const checkHealth = initialCheckHealth(body.check, checksEnabled)
-  return {
-    service,
-    id,
-    host: body.host,
-    port: body.port,
-    scheme: body.scheme,
-    status: body.status,
-    weight: body.weight,
-    zone: body.zone,
-    version: body.version,
-    tags: body.tags,
-    metadata: body.metadata,
-    ttlSeconds: body.ttlSeconds,
-    deregisterAfterSeconds: body.deregisterAfterSeconds,
-    check: body.check,
-    lastCheck: undefined,
-    registeredAt: now,
-    updatedAt: now,
-    lastHeartbeatAt: now,
-    expiresAt: now + body.ttlSeconds * 1000,
-    leaseOk: true,
-    checkHealth,
-    checkStreak: 0,
-    health: checkHealth ?? 'passing',
-    criticalSince: 0,
-    revision: 0,
-  }
-}
+export { newRecord } from '../registry/record.js'
 
 /**
  * A re-registration of `existing`: it renews the lease (leaseOk again), and replaces the

@@ -1,3 +1,4 @@
+import { initialCheckHealth } from './lifecycle.js'
 import type {
   CheckResult,
   CheckSpec,
@@ -138,4 +139,36 @@ export function sameSpec(r: InstanceRecord, b: RegisterBody): boolean {
 /** Deep equality of small JSON values whose key order was made by the same schema. */
 export function sameJson(a: unknown, b: unknown): boolean {
   return a === b || JSON.stringify(a) === JSON.stringify(b)
+}
+
+/** A new instance from its registration: its check (if any) unknown until probed, its lease fresh. */
+export function newRecord(service: string, id: string, body: RegisterBody, now: number, checksEnabled: boolean): InstanceRecord {
+  const checkHealth = initialCheckHealth(body.check, checksEnabled)
+  return {
+    service,
+    id,
+    host: body.host,
+    port: body.port,
+    scheme: body.scheme,
+    status: body.status,
+    weight: body.weight,
+    zone: body.zone,
+    version: body.version,
+    tags: body.tags,
+    metadata: body.metadata,
+    ttlSeconds: body.ttlSeconds,
+    deregisterAfterSeconds: body.deregisterAfterSeconds,
+    check: body.check,
+    lastCheck: undefined,
+    registeredAt: now,
+    updatedAt: now,
+    lastHeartbeatAt: now,
+    expiresAt: now + body.ttlSeconds * 1000,
+    leaseOk: true,
+    checkHealth,
+    checkStreak: 0,
+    health: checkHealth ?? 'passing',
+    criticalSince: 0,
+    revision: 0,
+  }
 }

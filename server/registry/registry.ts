@@ -20,7 +20,7 @@ import {
 import type { RegistryStore } from './ports.js'
 import type { RegistryApi } from './registry-api.js'
 import type { InstanceRecord } from './record.js'
-import { fromPersisted, sameJson, sameSpec, toPersisted, toWire } from './record.js'
+import { fromPersisted, newRecord, sameJson, sameSpec, toPersisted, toWire } from './record.js'
 
 const unavailable = () => new RegistryError('UNAVAILABLE', 'the registry cannot write to its store; it must be restarted')
 
@@ -219,34 +219,7 @@ export class Registry implements RegistryApi {
     const key = id ?? this.#newId()
     const existing = entry.instances.get(key)
     if (existing === undefined) {
-      const checkHealth = initialCheckHealth(body.check, this.#checksEnabled)
-      const record: InstanceRecord = {
-        service,
-        id: key,
-        host: body.host,
-        port: body.port,
-        scheme: body.scheme,
-        status: body.status,
-        weight: body.weight,
-        zone: body.zone,
-        version: body.version,
-        tags: body.tags,
-        metadata: body.metadata,
-        ttlSeconds: body.ttlSeconds,
-        deregisterAfterSeconds: body.deregisterAfterSeconds,
-        check: body.check,
-        lastCheck: undefined,
-        registeredAt: now,
-        updatedAt: now,
-        lastHeartbeatAt: now,
-        expiresAt: now + body.ttlSeconds * 1000,
-        leaseOk: true,
-        checkHealth,
-        checkStreak: 0,
-        health: checkHealth ?? 'passing',
-        criticalSince: 0,
-        revision: 0,
-      }
+      const record = newRecord(service, key, body, now, this.#checksEnabled)
       entry.instances.set(key, record)
       this.#count++
       return { record, created: true, committed: this.#commit(record, 'upsert') }
